@@ -1,0 +1,42 @@
+"""batchrunner: push a large JSONL of requests through the Mistral API, losing nothing.
+
+A small library under the ``batchrunner`` command::
+
+    from pathlib import Path
+    from batchrunner import RunConfig, default_paths, run
+
+    out, dead = default_paths(Path("prompts.jsonl"))
+    stats = run(RunConfig(input_path=Path("prompts.jsonl"), output_path=out,
+                          dead_letter_path=dead, model="mistral-small-latest", rps=5))
+    print(stats.ok, stats.dead)
+
+Inside a running event loop (a notebook), use ``await Engine(config).run()``.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from .config import DEFAULT_SERVER_URL, ENDPOINTS, RunConfig, default_paths
+from .engine import Engine
+from .errors import BatchRunnerError, ConfigError, LedgerError, OutputWriteError
+from .stats import RunStats
+
+__all__ = [
+    "DEFAULT_SERVER_URL",
+    "ENDPOINTS",
+    "BatchRunnerError",
+    "ConfigError",
+    "Engine",
+    "LedgerError",
+    "OutputWriteError",
+    "RunConfig",
+    "RunStats",
+    "default_paths",
+    "run",
+]
+
+
+def run(config: RunConfig) -> RunStats:
+    """Run ``config`` to completion and return its counters (blocking)."""
+    return anyio.run(Engine(config).run, backend="asyncio")

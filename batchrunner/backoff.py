@@ -1,0 +1,36 @@
+"""How long to wait before the next attempt: capped exponential backoff with full jitter,
+never shorter than what the server asked for."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from .classify import Failure
+
+__all__ = ["RetryPolicy"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """``max_attempts`` counts the first try. A ``Retry-After`` above ``max_retry_after``
+    ends the item instead of parking it for hours."""
+
+    max_attempts: int = 8
+    base: float = 0.5
+    cap: float = 30.0
+    max_retry_after: float = 300.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
+        ceiling = min(self.cap, self.base * 2.0 ** min(attempt - 1, 60))
+        return rng.uniform(0.0, ceiling)
+
+    def delay(self, failure: Failure, attempt: int, rng: random.Random) -> float | None:
+        """Seconds to wait after failed ``attempt`` (1-based), or ``None`` to give up."""
+        if not failure.retryable or attempt >= self.max_attempts:
+            return None
+        asked = failure.retry_after
+        if asked is not None and asked > self.max_retry_after:
+            return None
+        return max(asked or 0.0, self.backoff(attempt, rng))

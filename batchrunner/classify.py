@@ -1,0 +1,121 @@
+"""Turning an HTTP answer or a transport error into a :class:`Failure`: retry it or set it aside.
+
+Status code first, then transport error, then an unusable 200 body. Both clients use these
+functions, so the same server answer is classified the same way whichever client sent it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "Failure",
+    "classify_status",
+    "connection_failure",
+    "error_message",
+    "invalid_response",
+    "parse_retry_after",
+    "timeout_failure",
+]
+
+_TYPES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    422: "validation_error",
+    429: "rate_limited",
+}
+_MAX_MESSAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why one attempt failed, and whether another attempt may succeed."""
+
+    retryable: bool
+    status_code: int | None
+    type: str
+    message: str
+    retry_after: float | None = None
+
+
+def classify_status(status: int, headers: Mapping[str, str], body: bytes | str) -> Failure:
+    """Classify a non-200 answer. 429 and 5xx are retryable; every other status is not."""
+    message = error_message(body) or f"HTTP {status}"
+    if status == 429:
+        return Failure(True, 429, "rate_limited", message, parse_retry_after(headers))
+    if status >= 500:
+        return Failure(True, status, "server_error", message, parse_retry_after(headers))
+    return Failure(False, status, _TYPES.get(status, "client_error"), message)
+
+
+def timeout_failure(timeout: float) -> Failure:
+    return Failure(True, None, "timeout", f"no answer within {timeout:g} s")
+
+
+def connection_failure(exc: BaseException) -> Failure:
+    detail = str(exc) or type(exc).__name__
+    return Failure(True, None, "connection_error", _clip(detail))
+
+
+def invalid_response(detail: str) -> Failure:
+    """A 200 whose body is not the JSON object expected: retried, the server may do better."""
+    return Failure(True, 200, "invalid_response", _clip(detail))
+
+
+def error_message(body: bytes | str) -> str:
+    """The human part of an error body: Mistral's ``message``, a 422 ``detail``, or the text."""
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        return _clip(text.strip())
+    if isinstance(data, dict):
+        message = data.get("message")
+        if isinstance(message, str) and message:
+            return _clip(message)
+        detail = data.get("detail")
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            first = detail[0]
+            loc = ".".join(str(p) for p in first.get("loc", []))
+            return _clip(f"{loc}: {first.get('msg', '')}".strip(": "))
+        if isinstance(detail, str):
+            return _clip(detail)
+    return _clip(orjson.dumps(data).decode())
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait: ``retry-after-ms``, else ``Retry-After``
+    as seconds or an HTTP date. ``None`` when absent or unreadable."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            value = float(ms) / 1000
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"

@@ -1,0 +1,183 @@
+"""The ``batchrunner`` command: parse options into a :class:`RunConfig`, run, report.
+
+Library errors become one-line messages here and nowhere else. Exit codes: 0 every line
+has a result; 1 some lines were dead-lettered; 2 usage or configuration error; 3 the run
+stopped on an error (a write failure); 130 interrupted (resumable).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+
+from .config import DEFAULT_SERVER_URL, ENDPOINTS, RunConfig, default_paths
+from .errors import BatchRunnerError, ConfigError, OutputWriteError
+from .jobfile import load_job
+from .mockproc import running_mock
+from .render import summary_table
+from .runner import run_with_signals
+from .stats import RunStats
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_DEAD, EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+_MOCK_KEY = "mock-key"
+
+
+class UsageFailure(click.ClickException):
+    exit_code = EXIT_USAGE
+
+
+class RunFailure(click.ClickException):
+    exit_code = EXIT_ERROR
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="batchrunner")
+def cli() -> None:
+    """Push a JSONL file of requests through the Mistral API, losing nothing."""
+
+
+@cli.command()
+@click.argument("input_", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Results JSONL.")
+@click.option("--dead-letter", type=click.Path(path_type=Path), help="Dead-letter JSONL.")
+@click.option("--endpoint", type=click.Choice(list(ENDPOINTS)), help="API endpoint.")
+@click.option("--model", help="Model for lines whose body names none.")
+@click.option("--rps", type=float, help="Requests per second (default: no cap).")
+@click.option("--concurrency", type=int, help="Requests in flight at most [32].")
+@click.option("--max-attempts", type=int, help="Attempts per item, first included [8].")
+@click.option("--timeout", type=float, help="Seconds per request [120].")
+@click.option("--backoff-base", type=float, help="First backoff ceiling, seconds [0.5].")
+@click.option("--backoff-max", type=float, help="Largest backoff ceiling, seconds [30].")
+@click.option("--max-retry-after", type=float, help="Longest Retry-After honoured [300].")
+@click.option("--drain-timeout", type=float, help="Seconds to finish in-flight on Ctrl-C [10].")
+@click.option("--server-url", envvar="MISTRAL_SERVER_URL", help="API base URL.")
+@click.option("--client", type=click.Choice(["http", "sdk"]), help="http (default) or sdk.")
+@click.option("--mock/--no-mock", default=None, help="Run against the embedded mock server.")
+@click.option("--restart", is_flag=True, help="Move old output aside and start over.")
+@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress display.")
+@click.option("--summary-json", type=click.Path(path_type=Path), help="Write the summary here.")
+def run(input_: Path, **flags: Any) -> None:
+    """Send every request in INPUT (a .jsonl file or a jobs/NAME.toml job file).
+
+    Re-running the same command resumes: what already has an outcome is not sent again.
+    The API key is read from MISTRAL_API_KEY only.
+    """
+    settings, mock_settings = _settings(input_, flags)
+    mock = bool(settings.pop("mock", False))
+    quiet = bool(settings.pop("quiet", False))
+    summary_path = settings.pop("summary_json", None)
+    if mock:
+        with running_mock(mock_settings) as url:
+            settings |= {"server_url": url, "api_key": _MOCK_KEY}
+            stats, config = _run(settings, quiet)
+    else:
+        settings["api_key"] = _api_key()
+        stats, config = _run(settings, quiet)
+    _report(stats, config, quiet, summary_path, input_)
+
+
+def _settings(input_: Path, flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    given = {k: v for k, v in flags.items() if v is not None and v is not False}
+    if input_.suffix == ".toml":
+        try:
+            job, mock = load_job(input_)
+        except ConfigError as exc:
+            raise UsageFailure(str(exc)) from None
+        return job | given, mock
+    return {"input": str(input_)} | given, {}
+
+
+def _api_key() -> str:
+    key = os.environ.get("MISTRAL_API_KEY", "").strip()
+    if not key:
+        raise UsageFailure(
+            "MISTRAL_API_KEY is not set: export it, or add --mock to use the local mock server"
+        )
+    return key
+
+
+def _config(settings: dict[str, Any]) -> RunConfig:
+    input_path = Path(settings.pop("input"))
+    if not input_path.is_file():
+        raise UsageFailure(f"input file {input_path} does not exist")
+    out, dead = default_paths(input_path)
+    output = Path(settings.pop("output", out))
+    dead_letter = Path(settings.pop("dead_letter", dead))
+    settings.setdefault("server_url", DEFAULT_SERVER_URL)
+    try:
+        return RunConfig(
+            input_path=input_path, output_path=output, dead_letter_path=dead_letter, **settings
+        )
+    except TypeError as exc:
+        raise UsageFailure(f"bad setting: {exc}") from None
+    except ConfigError as exc:
+        raise UsageFailure(str(exc)) from None
+
+
+def _run(settings: dict[str, Any], quiet: bool) -> tuple[RunStats, RunConfig]:
+    config = _config(settings)
+    # A file size limit must fail the write (EFBIG), not kill the process mid-line.
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        return run_with_signals(config, quiet=quiet), config
+    except OutputWriteError as exc:
+        raise RunFailure(str(exc)) from None
+    except BatchRunnerError as exc:
+        raise UsageFailure(str(exc)) from None
+
+
+def _report(
+    stats: RunStats, config: RunConfig, quiet: bool, summary_path: Path | None, input_: Path
+) -> None:
+    err = Console(file=sys.stderr)
+    for warning in stats.warnings:
+        err.print(f"[yellow]warning:[/] {warning}")
+    if not quiet:
+        Console().print(summary_table(stats, config))
+    if summary_path is not None:
+        summary_path.write_bytes(orjson.dumps(stats.as_dict(), option=orjson.OPT_INDENT_2))
+    if stats.stop_reason == "interrupted":
+        resume = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        err.print(f"interrupted: {stats.done:,} done this run, {stats.pending:,} pending.")
+        err.print(f"resume with: {resume}")
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_DEAD if stats.total_dead else EXIT_OK)
+
+
+@cli.command("mock-server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, type=int, show_default=True, help="0 picks a free port.")
+@click.option("--latency-ms", default=0.0, type=float, show_default=True)
+@click.option("--jitter-ms", default=0.0, type=float, show_default=True)
+@click.option("--error-rate", default="", help="e.g. 429=0.1,500=0.05,timeout=0.01,reset=0.01")
+@click.option("--limit-rps", type=float, help="Answer 429 above this many requests/s.")
+@click.option("--limit-tpm", type=int, help="Answer 429 above this many tokens/minute.")
+@click.option("--seed", default=0, type=int, show_default=True)
+@click.option("--retry-after-ms", default=1000, type=int, show_default=True)
+@click.option("--require-key", envvar="MOCK_REQUIRE_KEY", help="Only accept this bearer key.")
+@click.option("--log", "log_path", type=click.Path(), help="Log every request as JSONL.")
+def mock_server(**opts: Any) -> None:
+    """A local HTTP server that speaks the Mistral API, with injectable faults."""
+    from .mock import MockConfig, parse_error_rates, serve_forever
+
+    try:
+        rates = parse_error_rates(opts.pop("error_rate")) if opts["error_rate"] else {}
+    except ValueError as exc:
+        raise UsageFailure(str(exc)) from None
+    opts.pop("error_rate", None)
+    serve_forever(MockConfig(error_rates=rates, **opts))
+
+
+def main() -> None:
+    cli(prog_name="batchrunner")

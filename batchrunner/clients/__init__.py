@@ -1,0 +1,13 @@
+"""The two ways to send a request, behind one small protocol.
+
+``http`` posts the body as it is and keeps the raw JSON answer; ``sdk`` goes through the
+official ``mistralai`` SDK. Both return :class:`Success` or a
+:class:`~batchrunner.classify.Failure` classified the same way, and neither raises for an
+ordinary failed request.
+"""
+
+from __future__ import annotations
+
+from .base import Client, Success, make_client
+
+__all__ = ["Client", "Success", "make_client"]

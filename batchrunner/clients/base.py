@@ -1,0 +1,49 @@
+"""The client protocol and the choice between implementations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..classify import Failure
+from ..config import RunConfig
+
+__all__ = ["Client", "Success", "make_client", "usage_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    """A 200 with a JSON object body; tokens from its ``usage``."""
+
+    body: dict[str, Any]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Client(Protocol):
+    async def send(self, endpoint: str, body: dict[str, Any]) -> Success | Failure:
+        """One attempt, bounded by the run's timeout. Never raises for a failed request."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def usage_of(body: dict[str, Any]) -> Success:
+    usage = body.get("usage")
+    prompt = completion = 0
+    if isinstance(usage, dict):
+        p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        prompt = p if isinstance(p, int) else 0
+        completion = c if isinstance(c, int) else 0
+    return Success(body, prompt, completion)
+
+
+def make_client(config: RunConfig, concurrency: int) -> Client:
+    """The client ``config.client`` names, sized for ``concurrency`` connections."""
+    if config.client == "sdk":
+        from .sdk import SdkClient
+
+        return SdkClient(config.server_url, config.api_key, config.timeout, concurrency)
+    from .http import HttpClient
+
+    return HttpClient(config.server_url, config.api_key, config.timeout, concurrency)

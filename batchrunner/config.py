@@ -1,0 +1,98 @@
+"""Run configuration: one frozen value that the CLI, a job file or a script builds."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_SERVER_URL",
+    "ENDPOINTS",
+    "ClientKind",
+    "RunConfig",
+    "default_paths",
+]
+
+DEFAULT_SERVER_URL = "https://api.mistral.ai"
+
+#: The Mistral Batch API endpoint names this tool can send, and the body field each needs.
+ENDPOINTS: dict[str, str] = {
+    "/v1/chat/completions": "messages",
+    "/v1/embeddings": "input",
+    "/v1/fim/completions": "prompt",
+}
+
+ClientKind = Literal["http", "sdk"]
+
+
+def default_paths(input_path: Path) -> tuple[Path, Path]:
+    """The results and dead-letter paths used when none are given: beside the input."""
+    stem = input_path.name.removesuffix(".jsonl")
+    return (
+        input_path.with_name(f"{stem}.results.jsonl"),
+        input_path.with_name(f"{stem}.dead.jsonl"),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunConfig:
+    """Everything one run needs. Build it directly, or through the CLI / a job file.
+
+    ``rps=None`` means no request-rate cap. The API key is kept out of ``repr`` so that
+    printing a config never leaks it.
+    """
+
+    input_path: Path
+    output_path: Path
+    dead_letter_path: Path
+    endpoint: str = "/v1/chat/completions"
+    model: str | None = None
+    rps: float | None = None
+    concurrency: int = 32
+    max_attempts: int = 8
+    timeout: float = 120.0
+    server_url: str = DEFAULT_SERVER_URL
+    api_key: str | None = field(default=None, repr=False)
+    client: ClientKind = "http"
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_retry_after: float = 300.0
+    restart: bool = False
+    drain_timeout: float = 10.0
+    fsync_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.endpoint not in ENDPOINTS:
+            known = ", ".join(ENDPOINTS)
+            raise ConfigError(f"unsupported endpoint {self.endpoint!r}; use one of {known}")
+        if self.rps is not None and not (self.rps > 0 and math.isfinite(self.rps)):
+            raise ConfigError(f"--rps must be a positive number, not {self.rps}")
+        if self.concurrency < 1:
+            raise ConfigError(f"--concurrency must be at least 1, not {self.concurrency}")
+        if self.max_attempts < 1:
+            raise ConfigError(f"--max-attempts must be at least 1, not {self.max_attempts}")
+        for name in ("timeout", "backoff_max", "max_retry_after", "drain_timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        if self.backoff_base < 0:
+            raise ConfigError("--backoff-base must not be negative")
+        if self.client not in ("http", "sdk"):
+            raise ConfigError(f"--client must be http or sdk, not {self.client!r}")
+        if self.output_path == self.dead_letter_path:
+            raise ConfigError("the output and dead-letter files must be different files")
+        if self.input_path in (self.output_path, self.dead_letter_path):
+            raise ConfigError("the input file cannot also be an output file")
+
+    @property
+    def manifest_path(self) -> Path:
+        """The small run manifest kept beside the results file."""
+        return self.output_path.with_name(self.output_path.name + ".manifest.json")
+
+    def replace(self, **changes: object) -> RunConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,59 @@
+"""Job files: TOML that names an input, a model, an endpoint and limits.
+
+The keys are the ``run`` options' names with underscores. Relative paths are resolved
+against the job file's own folder, so a job runs the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["MOCK_KEYS", "RUN_KEYS", "load_job"]
+
+RUN_KEYS = frozenset(
+    {
+        "input", "output", "dead_letter", "endpoint", "model", "rps", "concurrency",
+        "max_attempts", "timeout", "server_url", "client", "mock", "backoff_base",
+        "backoff_max", "max_retry_after", "drain_timeout", "quiet", "summary_json",
+    }
+)  # fmt: skip
+MOCK_KEYS = frozenset(
+    {"latency_ms", "jitter_ms", "error_rate", "limit_rps", "limit_tpm", "seed", "retry_after_ms"}
+)
+_PATH_KEYS = ("input", "output", "dead_letter", "summary_json")
+
+
+def load_job(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(run settings, mock-server settings) from a job file; one-line errors."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"job file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"job file {path} is not valid TOML: {exc}") from None
+    mock = data.pop("mock_server", {})
+    if not isinstance(mock, dict):
+        raise ConfigError(f"job file {path}: [mock_server] must be a table")
+    _check_keys(path, data, RUN_KEYS, "")
+    _check_keys(path, mock, MOCK_KEYS, "mock_server.")
+    if "input" not in data:
+        raise ConfigError(f"job file {path} has no 'input'")
+    base = path.parent
+    for key in _PATH_KEYS:
+        if key in data:
+            if not isinstance(data[key], str):
+                raise ConfigError(f"job file {path}: '{key}' must be a string path")
+            data[key] = os.path.normpath(base / data[key])
+    return data, mock
+
+
+def _check_keys(path: Path, table: dict[str, Any], known: frozenset[str], prefix: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        names = ", ".join(prefix + k for k in unknown)
+        raise ConfigError(f"job file {path}: unknown key(s) {names}")

@@ -1,0 +1,138 @@
+"""What is already done, derived from the results and dead-letter files.
+
+The files are the truth: an id with a line in the results file is done; an id whose last
+dead-letter entry is not superseded by a result is dead; an input line that could not be
+parsed is recorded by its line number. Nothing here holds the results themselves in
+memory, only ids and their request fingerprints.
+
+A result always supersedes a dead-letter entry for the same id, whatever order they were
+written in, so a dead item that is re-sent and succeeds needs no rewrite of the
+dead-letter file, and a crash half-way through leaves a consistent state.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .appendfile import AppendFile, repair_torn_tail
+from .records import KIND_INPUT
+
+__all__ = ["DeadEntry", "Ledger", "LedgerState", "iter_jsonl", "scan"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadEntry:
+    fp: str | None
+    status_code: int | None
+    type: str
+
+
+@dataclass(slots=True)
+class LedgerState:
+    """Ids already decided, as found in the files at start."""
+
+    results: dict[str, str | None] = field(default_factory=dict)
+    dead: dict[str, DeadEntry] = field(default_factory=dict)
+    dead_lines: set[int] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+
+    def effective_dead(self) -> dict[str, DeadEntry]:
+        """Dead ids that no later success superseded."""
+        return {k: v for k, v in self.dead.items() if k not in self.results}
+
+    def dead_by_status(self) -> Counter[int | None]:
+        return Counter(e.status_code for e in self.effective_dead().values())
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """(line number, object) for each line of ``path``; ``None`` for a line that is not
+    a JSON object. A missing file yields nothing."""
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return
+    with f:
+        for n, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                yield n, None
+                continue
+            yield n, obj if isinstance(obj, dict) else None
+
+
+def scan(results_path: Path, dead_path: Path) -> LedgerState:
+    """Read both files once, repairing a torn last line first."""
+    state = LedgerState()
+    for path in (results_path, dead_path):
+        cut = repair_torn_tail(path)
+        if cut:
+            state.warnings.append(f"repaired {path}: removed a torn last line ({cut} bytes)")
+    for n, obj in iter_jsonl(results_path):
+        cid = obj.get("custom_id") if obj else None
+        if not isinstance(cid, str):
+            state.warnings.append(f"{results_path}:{n}: not a result line; ignored")
+            continue
+        state.results[cid] = _meta(obj).get("fp")
+    for n, obj in iter_jsonl(dead_path):
+        if obj is None:
+            state.warnings.append(f"{dead_path}:{n}: not a dead-letter line; ignored")
+            continue
+        _add_dead(state, obj)
+    return state
+
+
+def _meta(obj: dict[str, Any] | None) -> dict[str, Any]:
+    meta = obj.get("batchrunner") if obj else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _add_dead(state: LedgerState, obj: dict[str, Any]) -> None:
+    meta = _meta(obj)
+    line = obj.get("line")
+    if meta.get("kind") == KIND_INPUT:
+        if isinstance(line, int):
+            state.dead_lines.add(line)
+        return
+    cid = obj.get("custom_id")
+    if not isinstance(cid, str):
+        return
+    error = obj.get("error")
+    error = error if isinstance(error, dict) else {}
+    status = error.get("status_code")
+    state.dead[cid] = DeadEntry(
+        meta.get("fp"), status if isinstance(status, int) else None, str(error.get("type"))
+    )
+
+
+class Ledger:
+    """The open results and dead-letter files of one run, plus what they already hold."""
+
+    __slots__ = ("dead", "results", "state")
+
+    def __init__(self, results_path: Path, dead_path: Path) -> None:
+        self.state = scan(results_path, dead_path)
+        self.results = AppendFile(results_path)
+        try:
+            self.dead = AppendFile(dead_path)
+        except BaseException:
+            self.results.close()
+            raise
+
+    def sync(self) -> None:
+        self.results.sync()
+        self.dead.sync()
+
+    def close(self) -> None:
+        try:
+            self.results.close()
+        finally:
+            self.dead.close()

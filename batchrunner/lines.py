@@ -1,0 +1,126 @@
+"""Reading the input: one physical line in, one request (or one reason it is bad) out.
+
+:func:`parse_line` is pure and never raises; :func:`read_input` streams a file through it,
+adding what needs memory of earlier lines (duplicate ids). Line numbers are physical and
+1-based, blank lines included, so a user can jump to them in an editor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .config import ENDPOINTS
+
+__all__ = ["BadLine", "Item", "fingerprint", "parse_line", "read_input"]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One request to send: its id, where it came from and the body to post."""
+
+    custom_id: str
+    line: int
+    body: dict[str, Any]
+    request: dict[str, Any]
+    fp: str
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """An input line that cannot be sent; it goes to the dead-letter file as it is."""
+
+    line: int
+    custom_id: str | None
+    request: Any
+    type: str
+    message: str
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """A short hash of a body, stable across key order, to notice a changed request on resume."""
+    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(canonical, digest_size=8).hexdigest()
+
+
+def parse_line(raw: bytes, line: int, endpoint: str, model: str | None) -> Item | BadLine | None:
+    """Parse one physical line; ``None`` for a blank line. Never raises."""
+    stripped = raw.strip()
+    if not stripped:
+        return None
+    try:
+        obj = orjson.loads(stripped)
+    except orjson.JSONDecodeError as exc:
+        return _unparseable(stripped, line, exc)
+    if not isinstance(obj, dict):
+        kind = type(obj).__name__
+        return BadLine(line, None, obj, "not_an_object", f"line is a JSON {kind}, not an object")
+    custom_id = obj.get("custom_id", str(line))
+    if isinstance(custom_id, int) and not isinstance(custom_id, bool):
+        custom_id = str(custom_id)
+    if not isinstance(custom_id, str) or not custom_id:
+        return BadLine(line, None, obj, "invalid_custom_id", "custom_id must be a non-empty string")
+    body = _body_of(obj, endpoint)
+    if isinstance(body, str):
+        return BadLine(line, custom_id, obj, "no_request", body)
+    if "model" not in body:
+        if model is None:
+            msg = "no model: add one to the line's body or pass --model"
+            return BadLine(line, custom_id, obj, "no_model", msg)
+        body["model"] = model
+    return Item(custom_id, line, body, obj, fingerprint(body))
+
+
+def _unparseable(raw: bytes, line: int, exc: orjson.JSONDecodeError) -> BadLine:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        text = raw.decode("utf-8", errors="replace")
+        msg = f"line is not valid UTF-8 (byte {err.start})"
+        return BadLine(line, None, text, "invalid_utf8", msg)
+    return BadLine(line, None, text, "invalid_json", f"line is not valid JSON: {exc.msg}")
+
+
+def _body_of(obj: dict[str, Any], endpoint: str) -> dict[str, Any] | str:
+    """The request body for ``endpoint``, or a reason why the line has none."""
+    if "body" in obj:
+        body = obj["body"]
+        if not isinstance(body, dict):
+            return "'body' must be a JSON object"
+        body = dict(body)
+    else:
+        body = {k: v for k, v in obj.items() if k != "custom_id"}
+        if endpoint == "/v1/chat/completions" and "prompt" in body and "messages" not in body:
+            body["messages"] = [{"role": "user", "content": body.pop("prompt")}]
+    need = ENDPOINTS[endpoint]
+    value = body.get(need)
+    if not value or not isinstance(value, list | str):
+        return f"no usable request: {endpoint} needs a non-empty '{need}'"
+    return body
+
+
+def read_input(path: Path, endpoint: str, model: str | None) -> Iterator[Item | BadLine]:
+    """Stream ``path`` line by line; a repeated custom_id makes the later line a :class:`BadLine`.
+
+    Only the ids are kept in memory, never the requests.
+    """
+    seen: set[str] = set()
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            parsed = parse_line(raw, line_no, endpoint, model)
+            if parsed is None:
+                continue
+            if isinstance(parsed, Item):
+                if parsed.custom_id in seen:
+                    msg = f"duplicate custom_id {parsed.custom_id!r}; only its first line is sent"
+                    yield BadLine(
+                        line_no, parsed.custom_id, parsed.request, "duplicate_custom_id", msg
+                    )
+                    continue
+                seen.add(parsed.custom_id)
+            yield parsed

@@ -1,0 +1,92 @@
+"""The run manifest: what a set of output files was produced from.
+
+Kept beside the results as ``<results>.manifest.json``. Resuming onto files made from a
+different input file or endpoint is refused; the same input whose content changed is
+allowed (appending lines is common) and reported.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .config import RunConfig
+from .errors import LedgerError, OutputWriteError
+
+__all__ = ["check_manifest", "move_aside", "read_manifest", "write_manifest"]
+
+_VERSION = 1
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except orjson.JSONDecodeError as exc:
+        raise LedgerError(
+            f"{path} is not valid JSON ({exc.msg}); remove it or use --restart"
+        ) from None
+    return data if isinstance(data, dict) else None
+
+
+def _describe(config: RunConfig, fp: str) -> dict[str, Any]:
+    return {
+        "version": _VERSION,
+        "input": str(config.input_path.resolve()),
+        "input_fingerprint": fp,
+        "endpoint": config.endpoint,
+        "model": config.model,
+        "output": str(config.output_path.resolve()),
+        "dead_letter": str(config.dead_letter_path.resolve()),
+        "client": config.client,
+        "server_url": config.server_url,
+    }
+
+
+def check_manifest(config: RunConfig, fp: str) -> tuple[bool, dict[str, Any] | None]:
+    """Refuse files that belong to another run. Returns (input content changed, old manifest)."""
+    old = read_manifest(config.manifest_path)
+    if old is None:
+        return False, None
+    new = _describe(config, fp)
+    for key, what in (("input", "input file"), ("endpoint", "endpoint")):
+        if old.get(key) != new[key]:
+            raise LedgerError(
+                f"{config.output_path} was produced from {what} {old.get(key)} and this run "
+                f"uses {new[key]}; pass --restart to start over (old files are kept) "
+                "or choose another -o/--dead-letter"
+            )
+    return old.get("input_fingerprint") != fp, old
+
+
+def write_manifest(config: RunConfig, fp: str, started_at: str | None) -> None:
+    """Record what the files are produced from; ``started_at`` survives resumes."""
+    now = _iso(time.time())
+    data = _describe(config, fp) | {"started_at": started_at or now, "updated_at": now}
+    tmp = config.manifest_path.with_name(config.manifest_path.name + ".tmp")
+    try:
+        tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        os.replace(tmp, config.manifest_path)
+    except OSError as exc:
+        raise OutputWriteError(str(config.manifest_path), exc) from exc
+
+
+def move_aside(config: RunConfig) -> list[Path]:
+    """``--restart``: rename the old files with a timestamp; never delete them."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    moved = []
+    for path in (config.output_path, config.dead_letter_path, config.manifest_path):
+        if path.exists():
+            target = path.with_name(f"{path.name}.{stamp}.bak")
+            path.rename(target)
+            moved.append(target)
+    return moved
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

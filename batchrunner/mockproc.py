@@ -1,0 +1,60 @@
+"""``run --mock``: the mock server in a child process of its own, for the length of a run.
+
+A child process, not a thread, so that the server's CPU does not compete with the
+runner's for one interpreter lock: the run measures what a real server would give it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["mock_args", "running_mock"]
+
+_PREFIX = "mock server listening on "
+
+
+def mock_args(settings: dict[str, Any]) -> list[str]:
+    """Command-line flags of ``python -m batchrunner.mock`` for job-file settings."""
+    args: list[str] = []
+    for key, value in settings.items():
+        if value is None:
+            continue
+        args += ["--" + key.replace("_", "-"), str(value)]
+    return args
+
+
+@contextmanager
+def running_mock(settings: dict[str, Any]) -> Iterator[str]:
+    """Start the mock server on 127.0.0.1 (a free port) and yield its URL; stop it after."""
+    cmd = [sys.executable, "-m", "batchrunner.mock", "--host", "127.0.0.1", "--port", "0"]
+    proc = subprocess.Popen(
+        cmd + mock_args(settings),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().strip()
+        if not first.startswith(_PREFIX):
+            proc.wait(timeout=10)
+            err = proc.stderr.read().strip() if proc.stderr else ""
+            raise ConfigError(f"the mock server did not start: {err or first or 'no output'}")
+        yield first.removeprefix(_PREFIX)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
