@@ -25,6 +25,7 @@ from .mockproc import running_mock
 from .render import summary_table
 from .runner import run_with_signals
 from .stats import RunStats
+from .status import run_status
 
 __all__ = ["main"]
 
@@ -73,6 +74,7 @@ def run(input_: Path, **flags: Any) -> None:
     The API key is read from MISTRAL_API_KEY only.
     """
     settings, mock_settings = _settings(input_, flags)
+    settings["command"] = resume_command()
     mock = bool(settings.pop("mock", False))
     quiet = bool(settings.pop("quiet", False))
     summary_path = settings.pop("summary_json", None)
@@ -95,6 +97,12 @@ def _settings(input_: Path, flags: dict[str, Any]) -> tuple[dict[str, Any], dict
             raise UsageFailure(str(exc)) from None
         return job | given, mock
     return {"input": str(input_)} | given, {}
+
+
+def resume_command() -> str:
+    """This very command line, minus ``--restart``: what re-running resumes with."""
+    args = [a for a in sys.argv[1:] if a != "--restart"]
+    return shlex.join(["batchrunner", *args])
 
 
 def _api_key() -> str:
@@ -148,11 +156,38 @@ def _report(
     if summary_path is not None:
         summary_path.write_bytes(orjson.dumps(stats.as_dict(), option=orjson.OPT_INDENT_2))
     if stats.stop_reason == "interrupted":
-        resume = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
         err.print(f"interrupted: {stats.done:,} done this run, {stats.pending:,} pending.")
-        err.print(f"resume with: {resume}")
+        err.print(f"resume with: {config.command}", markup=False, highlight=False)
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_DEAD if stats.total_dead else EXIT_OK)
+
+
+@cli.command()
+@click.argument("target", metavar="RESULTS|JOB.toml", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def status(target: Path, as_json: bool) -> None:
+    """Where a run stands (done, dead-lettered, pending), without sending anything."""
+    results = target
+    if target.suffix == ".toml":
+        settings, _ = _settings(target, {})
+        results = Path(settings.get("output") or default_paths(Path(settings["input"]))[0])
+    try:
+        st = run_status(results)
+    except BatchRunnerError as exc:
+        raise UsageFailure(str(exc)) from None
+    if as_json:
+        click.echo(orjson.dumps(st.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        return
+    by = ", ".join(f"{k}: {v}" for k, v in sorted(st.dead_by_status.items()))
+    click.echo(f"input          {st.input} ({st.input_lines:,} non-blank lines)")
+    click.echo(f"done           {st.done:,}")
+    click.echo(f"dead-lettered  {st.dead:,}" + (f" ({by})" if by else ""))
+    click.echo(f"pending        {st.pending:,}")
+    click.echo(f"last write     {st.last_write or 'never'}")
+    if st.pending and st.resume_command:
+        click.echo(f"resume with    {st.resume_command}")
+    for warning in st.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @cli.command("mock-server")

@@ -65,6 +65,8 @@ class RunConfig:
     restart: bool = False
     drain_timeout: float = 10.0
     fsync_interval: float = 1.0
+    #: The command that started the run, recorded so that ``status`` can say how to resume.
+    command: str | None = None
 
     def __post_init__(self) -> None:
         if self.endpoint not in ENDPOINTS:

@@ -23,7 +23,7 @@ import orjson
 from .appendfile import AppendFile, repair_torn_tail
 from .records import KIND_INPUT
 
-__all__ = ["DeadEntry", "Ledger", "LedgerState", "iter_jsonl", "scan"]
+__all__ = ["DeadEntry", "Ledger", "LedgerState", "iter_jsonl", "scan", "scan_readonly"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +71,19 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
 
 def scan(results_path: Path, dead_path: Path) -> LedgerState:
     """Read both files once, repairing a torn last line first."""
-    state = LedgerState()
+    warnings = []
     for path in (results_path, dead_path):
         cut = repair_torn_tail(path)
         if cut:
-            state.warnings.append(f"repaired {path}: removed a torn last line ({cut} bytes)")
+            warnings.append(f"repaired {path}: removed a torn last line ({cut} bytes)")
+    state = scan_readonly(results_path, dead_path)
+    state.warnings[:0] = warnings
+    return state
+
+
+def scan_readonly(results_path: Path, dead_path: Path) -> LedgerState:
+    """Read both files once without changing them (a torn last line is reported as invalid)."""
+    state = LedgerState()
     for n, obj in iter_jsonl(results_path):
         cid = obj.get("custom_id") if obj else None
         if not isinstance(cid, str):

@@ -45,6 +45,7 @@ def _describe(config: RunConfig, fp: str) -> dict[str, Any]:
         "dead_letter": str(config.dead_letter_path.resolve()),
         "client": config.client,
         "server_url": config.server_url,
+        "command": config.command,
     }
 
 

@@ -6,6 +6,8 @@ runner's for one interpreter lock: the run measures what a real server would giv
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from .errors import ConfigError
 __all__ = ["mock_args", "running_mock"]
 
 _PREFIX = "mock server listening on "
+_PR_SET_PDEATHSIG = 1
 
 
 def mock_args(settings: dict[str, Any]) -> list[str]:
@@ -37,16 +40,16 @@ def running_mock(settings: dict[str, Any]) -> Iterator[str]:
         cmd + mock_args(settings),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
+        preexec_fn=_die_with_parent,
     )
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline().strip()
         if not first.startswith(_PREFIX):
             proc.wait(timeout=10)
-            err = proc.stderr.read().strip() if proc.stderr else ""
-            raise ConfigError(f"the mock server did not start: {err or first or 'no output'}")
+            raise ConfigError(f"the mock server did not start: {first or 'no output'}")
         yield first.removeprefix(_PREFIX)
     finally:
         proc.terminate()
@@ -55,6 +58,14 @@ def running_mock(settings: dict[str, Any]) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM it when the runner dies, even by ``kill -9``."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the child outlives a killed parent, as any child would

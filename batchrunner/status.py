@@ -1,0 +1,95 @@
+"""``batchrunner status``: where a run stands, from its files alone, sending nothing."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import LedgerError
+from .ledger import scan_readonly
+from .lines import BadLine, read_input
+from .manifest import read_manifest
+
+__all__ = ["RunStatus", "run_status"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    input: str
+    input_lines: int
+    done: int
+    dead: int
+    dead_by_status: dict[str, int]
+    pending: int
+    last_write: str | None
+    resume_command: str | None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.input,
+            "input_lines": self.input_lines,
+            "done": self.done,
+            "dead_lettered": self.dead,
+            "dead_by_status": self.dead_by_status,
+            "pending": self.pending,
+            "last_write": self.last_write,
+            "resume_command": self.resume_command,
+            "warnings": self.warnings,
+        }
+
+
+def run_status(results_path: Path) -> RunStatus:
+    """Count what the files say against the input the manifest names."""
+    manifest_path = results_path.with_name(results_path.name + ".manifest.json")
+    manifest = read_manifest(manifest_path)
+    if manifest is None:
+        raise LedgerError(f"no run manifest at {manifest_path}: is {results_path} a results file?")
+    input_path = Path(str(manifest["input"]))
+    dead_path = Path(str(manifest["dead_letter"]))
+    state = scan_readonly(results_path, dead_path)
+    if not input_path.is_file():
+        raise LedgerError(f"the run's input {input_path} no longer exists")
+    done = dead = pending = lines = 0
+    by_status: Counter[str] = Counter()
+    live_dead = state.effective_dead()
+    endpoint, model = str(manifest["endpoint"]), manifest.get("model")
+    for entry in read_input(input_path, endpoint, model if isinstance(model, str) else None):
+        lines += 1
+        if isinstance(entry, BadLine):
+            if entry.line in state.dead_lines:
+                dead += 1
+                by_status[entry.type] += 1
+            else:
+                pending += 1
+        elif entry.custom_id in state.results:
+            done += 1
+        elif entry.custom_id in live_dead:
+            dead += 1
+            e = live_dead[entry.custom_id]
+            by_status[str(e.status_code) if e.status_code is not None else e.type] += 1
+        else:
+            pending += 1
+    command = manifest.get("command")
+    return RunStatus(
+        input=str(input_path),
+        input_lines=lines,
+        done=done,
+        dead=dead,
+        dead_by_status=dict(by_status),
+        pending=pending,
+        last_write=_last_write(results_path, dead_path),
+        resume_command=command if isinstance(command, str) else None,
+        warnings=state.warnings,
+    )
+
+
+def _last_write(*paths: Path) -> str | None:
+    times = [os.stat(p).st_mtime for p in paths if p.exists()]
+    if not times:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(max(times)))

@@ -1,0 +1,108 @@
+"""Shared fixtures: the real mock server in a subprocess on a free port, and the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+PREFIX = "mock server listening on "
+TEST_KEY = "sk-test-0123456789abcdef-SECRET"
+
+
+@dataclass
+class MockProc:
+    url: str
+    proc: subprocess.Popen[str]
+
+    def stats(self) -> dict[str, Any]:
+        import urllib.request
+
+        with urllib.request.urlopen(self.url + "/_mock/stats", timeout=10) as resp:
+            data: dict[str, Any] = orjson.loads(resp.read())
+        return data
+
+
+def start_mock(*args: str) -> MockProc:
+    """``python -m batchrunner.mock --port 0 ARGS``; returns once it listens."""
+    cmd = [sys.executable, "-m", "batchrunner.mock", "--host", "127.0.0.1", "--port", "0", *args]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith(PREFIX):
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise RuntimeError(f"mock server did not start: {line!r} {err!r}")
+    return MockProc(line.removeprefix(PREFIX), proc)
+
+
+def stop_mock(mock: MockProc) -> None:
+    mock.proc.terminate()
+    try:
+        mock.proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        mock.proc.kill()
+        mock.proc.communicate()
+
+
+@pytest.fixture
+def mock_server() -> Iterator[Callable[..., MockProc]]:
+    """Factory: ``mock_server("--latency-ms", "5")``; every server started is stopped."""
+    started: list[MockProc] = []
+
+    def factory(*args: str) -> MockProc:
+        mock = start_mock(*args)
+        started.append(mock)
+        return mock
+
+    yield factory
+    for mock in started:
+        stop_mock(mock)
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MISTRAL_")}
+    env.update({"MISTRAL_API_KEY": TEST_KEY, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+    """The real command, in a subprocess: ``python -m batchrunner ARGS``."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchrunner", *map(str, args)],
+        env=cli_env() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every line of ``path`` parsed; fails the test on an invalid line."""
+    if not path.exists():
+        return []
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    return path
