@@ -1,0 +1,26 @@
+"""A real HTTP server that speaks the Mistral API, with injectable faults.
+
+Use :func:`start_server` inside a running event loop, :func:`serve_forever` to
+block, or ``python -m batchrunner.mock`` as a subprocess (its first stdout line
+is ``mock server listening on http://HOST:PORT``).
+
+Scripted faults: put ``[[mock:429,500,timeout,reset,garbage,slow,quota]]`` in a
+request's text; attempt k of that same request gets the k-th fault, later
+attempts succeed. See :mod:`batchrunner.mock.faults`.
+"""
+
+from batchrunner.mock.app import MockServer, start_server
+from batchrunner.mock.catalog import MODEL_IDS
+from batchrunner.mock.config import MockConfig, parse_error_rates
+from batchrunner.mock.serve import serve_forever
+from batchrunner.mock.stats import Stats
+
+__all__ = [
+    "MODEL_IDS",
+    "MockConfig",
+    "MockServer",
+    "Stats",
+    "parse_error_rates",
+    "serve_forever",
+    "start_server",
+]
