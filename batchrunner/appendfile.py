@@ -10,6 +10,7 @@ on the next start. ``fsync`` runs on a timer and at close, not per line.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 
@@ -71,8 +72,14 @@ class AppendFile:
         except OSError as exc:
             raise OutputWriteError(str(self.path), exc) from exc
         if written != len(line):
+            # Writing the rest names the real cause (ENOSPC, EFBIG) when it fails.
+            try:
+                os.write(self._fd, line[written:])
+                cause = OSError(errno.EIO, "short write")
+            except OSError as exc:
+                cause = exc
             self._cut_back()
-            raise OutputWriteError(str(self.path), OSError(28, "short write (disk full?)"))
+            raise OutputWriteError(str(self.path), cause)
         self._size += written
         self._dirty = True
 

@@ -65,6 +65,7 @@ def cli() -> None:
 @click.option("--client", type=click.Choice(["http", "sdk"]), help="http (default) or sdk.")
 @click.option("--mock/--no-mock", default=None, help="Run against the embedded mock server.")
 @click.option("--restart", is_flag=True, help="Move old output aside and start over.")
+@click.option("--allow-changed-input", is_flag=True, help="Resume although the input was edited.")
 @click.option("--quiet", "-q", is_flag=True, default=None, help="No progress display.")
 @click.option("--summary-json", type=click.Path(path_type=Path), help="Write the summary here.")
 def run(input_: Path, **flags: Any) -> None:

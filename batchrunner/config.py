@@ -63,6 +63,7 @@ class RunConfig:
     backoff_max: float = 30.0
     max_retry_after: float = 300.0
     restart: bool = False
+    allow_changed_input: bool = False
     drain_timeout: float = 10.0
     fsync_interval: float = 1.0
     #: The command that started the run, recorded so that ``status`` can say how to resume.

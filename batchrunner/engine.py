@@ -25,9 +25,9 @@ from .config import RunConfig
 from .errors import OutputWriteError
 from .ledger import Ledger
 from .lines import BadLine, Item, read_input
-from .manifest import check_manifest, move_aside, write_manifest
+from .manifest import check_manifest, move_aside, previous_input_size, write_manifest
 from .pacing import RatePacer
-from .prepare import fingerprint_and_count
+from .prepare import scan_input
 from .records import dead_line, input_dead_line, result_line
 from .stats import RunStats
 
@@ -55,6 +55,7 @@ class Engine:
         self._items_scope: anyio.CancelScope | None = None
         self._fatal: OutputWriteError | None = None
         self._outer: anyio.abc.TaskGroup | None = None
+        self._ledger: Ledger | None = None
 
     # -- control -----------------------------------------------------------------------
 
@@ -81,22 +82,37 @@ class Engine:
 
     # -- the run -----------------------------------------------------------------------
 
-    async def run(self) -> RunStats:
-        """Run to completion or until stopped; raises :class:`OutputWriteError` and the
-        :mod:`batchrunner.errors` raised while opening the files."""
+    async def open(self) -> None:
+        """Check and open the files (``run`` does it if you don't): errors surface here,
+        before anything is sent."""
+        if self._ledger is not None:
+            return
         cfg = self.config
         if cfg.restart:
             self.stats.warnings.extend(f"moved aside: {p}" for p in move_aside(cfg))
-        fp, total = await anyio.to_thread.run_sync(fingerprint_and_count, cfg.input_path)
-        self.stats.total_lines = total
-        changed, old = check_manifest(cfg, fp)
+        scan = await anyio.to_thread.run_sync(scan_input, cfg.input_path, previous_input_size(cfg))
+        self.stats.total_lines = scan.lines
+        changed, old = check_manifest(cfg, scan)
         if changed:
-            self.stats.warnings.append(f"{cfg.input_path} changed since the last run")
+            self.stats.warnings.append(changed)
         ledger = await anyio.to_thread.run_sync(Ledger, cfg.output_path, cfg.dead_letter_path)
         self.stats.warnings.extend(ledger.state.warnings)
-        client = self._client or make_client(cfg, cfg.concurrency)
         try:
-            write_manifest(cfg, fp, _started_at(old))
+            write_manifest(cfg, scan, _started_at(old))
+        except BaseException:
+            ledger.close()
+            raise
+        self._ledger = ledger
+
+    async def run(self) -> RunStats:
+        """Run to completion or until stopped. Raises the :mod:`batchrunner.errors`:
+        :class:`OutputWriteError` when an outcome cannot be written, the others when the
+        files cannot be used."""
+        await self.open()
+        assert self._ledger is not None
+        ledger = self._ledger
+        client = self._client or make_client(self.config, self.config.concurrency)
+        try:
             await self._pump(ledger, client)
         finally:
             self.stats.finished = time.monotonic()

@@ -16,8 +16,15 @@ import orjson
 
 from .config import RunConfig
 from .errors import LedgerError, OutputWriteError
+from .prepare import InputScan
 
-__all__ = ["check_manifest", "move_aside", "read_manifest", "write_manifest"]
+__all__ = [
+    "check_manifest",
+    "move_aside",
+    "previous_input_size",
+    "read_manifest",
+    "write_manifest",
+]
 
 _VERSION = 1
 
@@ -34,11 +41,12 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _describe(config: RunConfig, fp: str) -> dict[str, Any]:
+def _describe(config: RunConfig, scan: InputScan) -> dict[str, Any]:
     return {
         "version": _VERSION,
         "input": str(config.input_path.resolve()),
-        "input_fingerprint": fp,
+        "input_fingerprint": scan.fingerprint,
+        "input_size": scan.size,
         "endpoint": config.endpoint,
         "model": config.model,
         "output": str(config.output_path.resolve()),
@@ -49,12 +57,22 @@ def _describe(config: RunConfig, fp: str) -> dict[str, Any]:
     }
 
 
-def check_manifest(config: RunConfig, fp: str) -> tuple[bool, dict[str, Any] | None]:
-    """Refuse files that belong to another run. Returns (input content changed, old manifest)."""
+def previous_input_size(config: RunConfig) -> int | None:
+    """The input's size when the files were last written, to test for appended lines."""
+    old = read_manifest(config.manifest_path)
+    size = old.get("input_size") if old else None
+    return size if isinstance(size, int) else None
+
+
+def check_manifest(config: RunConfig, scan: InputScan) -> tuple[str | None, dict[str, Any] | None]:
+    """Refuse files that belong to another run or to an input edited since.
+
+    Returns (a note on how the input changed, or None; the old manifest).
+    """
     old = read_manifest(config.manifest_path)
     if old is None:
-        return False, None
-    new = _describe(config, fp)
+        return None, None
+    new = _describe(config, scan)
     for key, what in (("input", "input file"), ("endpoint", "endpoint")):
         if old.get(key) != new[key]:
             raise LedgerError(
@@ -62,13 +80,24 @@ def check_manifest(config: RunConfig, fp: str) -> tuple[bool, dict[str, Any] | N
                 f"uses {new[key]}; pass --restart to start over (old files are kept) "
                 "or choose another -o/--dead-letter"
             )
-    return old.get("input_fingerprint") != fp, old
+    old_fp = old.get("input_fingerprint")
+    if old_fp == scan.fingerprint:
+        return None, old
+    if scan.prefix_fingerprint is not None and scan.prefix_fingerprint == old_fp:
+        return f"{config.input_path} has grown since the last run; sending the new lines", old
+    if not config.allow_changed_input:
+        raise LedgerError(
+            f"{config.input_path} was edited since {config.output_path} was written; "
+            "pass --allow-changed-input to continue (done ids are not re-sent, changed ones "
+            "are counted) or --restart to start over (old files are kept)"
+        )
+    return f"{config.input_path} was edited since the last run", old
 
 
-def write_manifest(config: RunConfig, fp: str, started_at: str | None) -> None:
+def write_manifest(config: RunConfig, scan: InputScan, started_at: str | None) -> None:
     """Record what the files are produced from; ``started_at`` survives resumes."""
     now = _iso(time.time())
-    data = _describe(config, fp) | {"started_at": started_at or now, "updated_at": now}
+    data = _describe(config, scan) | {"started_at": started_at or now, "updated_at": now}
     tmp = config.manifest_path.with_name(config.manifest_path.name + ".tmp")
     try:
         tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))

@@ -1,23 +1,43 @@
-"""One pass over the input before a run: its fingerprint and its number of lines."""
+"""One pass over the input before a run: its fingerprint, its number of lines, and whether
+an earlier run's input is a prefix of it (lines only appended since)."""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["fingerprint_and_count"]
+__all__ = ["InputScan", "scan_input"]
+
+_CHUNK = 1 << 20
 
 
-def fingerprint_and_count(path: Path) -> tuple[str, int]:
-    """(hash of the content, number of physical lines); streamed in 1 MiB chunks."""
-    h = hashlib.blake2b(digest_size=16)
-    lines = 0
+@dataclass(frozen=True, slots=True)
+class InputScan:
+    fingerprint: str
+    size: int
+    lines: int
+    #: The fingerprint of the first ``prefix_size`` bytes, when one was asked for.
+    prefix_fingerprint: str | None
+
+
+def scan_input(path: Path, prefix_size: int | None = None) -> InputScan:
+    """Hash and count ``path`` in 1 MiB chunks; memory does not grow with the file."""
+    whole = hashlib.blake2b(digest_size=16)
+    prefix = hashlib.blake2b(digest_size=16) if prefix_size is not None else None
+    size = lines = 0
     last = b"\n"
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
+        while chunk := f.read(_CHUNK):
+            whole.update(chunk)
+            if prefix is not None and prefix_size is not None and size < prefix_size:
+                prefix.update(chunk[: prefix_size - size])
+            size += len(chunk)
             lines += chunk.count(b"\n")
             last = chunk[-1:]
     if last != b"\n":
         lines += 1
-    return h.hexdigest(), lines
+    prefix_fp = None
+    if prefix is not None and prefix_size is not None and size >= prefix_size:
+        prefix_fp = prefix.hexdigest()
+    return InputScan(whole.hexdigest(), size, lines, prefix_fp)

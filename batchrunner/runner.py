@@ -10,6 +10,7 @@ import anyio.abc
 
 from .config import RunConfig
 from .engine import Engine
+from .errors import BatchRunnerError
 from .render import ProgressView
 from .stats import RunStats
 
@@ -25,14 +26,20 @@ def run_with_signals(config: RunConfig, *, quiet: bool) -> RunStats:
 
 async def _main(config: RunConfig, quiet: bool) -> RunStats:
     engine = Engine(config)
+    await engine.open()
     with ProgressView(engine.stats, quiet=quiet) as view:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, engine, quiet)
             tg.start_soon(_refresh, view)
+            error: BatchRunnerError | None = None
             try:
                 stats = await engine.run()
+            except BatchRunnerError as exc:
+                error = exc  # raised below, outside the task group that would wrap it
             finally:
                 tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
     return stats
 
 

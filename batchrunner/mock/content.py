@@ -23,13 +23,28 @@ _DEFAULTS_DROPPED: dict[str, object] = {"stream": False}
 
 
 def canonical_body(obj: dict[str, Any]) -> bytes:
-    """Request body re-dumped with sorted keys, nulls and SDK defaults dropped."""
+    """Request body re-dumped with sorted keys, nulls and SDK defaults dropped.
+
+    The SDK also adds ``"prefix": false`` to assistant messages; that is dropped too, so
+    both clients' spellings of one request are one request.
+    """
     slim = {
         k: v
         for k, v in obj.items()
         if v is not None and not (k in _DEFAULTS_DROPPED and v is _DEFAULTS_DROPPED[k])
     }
+    messages = slim.get("messages")
+    if isinstance(messages, list):
+        slim["messages"] = [_slim_message(m) for m in messages]
     return orjson.dumps(slim, option=orjson.OPT_SORT_KEYS)
+
+
+def _slim_message(message: object) -> object:
+    if not isinstance(message, dict):
+        return message
+    return {
+        k: v for k, v in message.items() if v is not None and not (k == "prefix" and v is False)
+    }
 
 
 def body_digest(data: bytes) -> bytes:
