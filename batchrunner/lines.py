@@ -73,7 +73,12 @@ def parse_line(raw: bytes, line: int, endpoint: str, model: str | None) -> Item 
             msg = "no model: add one to the line's body or pass --model"
             return BadLine(line, custom_id, obj, "no_model", msg)
         body["model"] = model
-    return Item(custom_id, line, body, obj, fingerprint(body))
+    try:
+        fp = fingerprint(body)
+    except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes: keep the text
+        text = stripped.decode("utf-8", "replace")
+        return BadLine(line, custom_id, text, "invalid_request", f"body cannot be sent: {exc}")
+    return Item(custom_id, line, body, obj, fp)
 
 
 def _unparseable(raw: bytes, line: int, exc: orjson.JSONDecodeError) -> BadLine:
