@@ -155,7 +155,12 @@ def _report(
     if not quiet:
         Console().print(summary_table(stats, config))
     if summary_path is not None:
-        summary_path.write_bytes(orjson.dumps(stats.as_dict(), option=orjson.OPT_INDENT_2))
+        try:
+            summary_path.write_bytes(orjson.dumps(stats.as_dict(), option=orjson.OPT_INDENT_2))
+        except OSError as exc:
+            raise RunFailure(
+                f"cannot write the summary to {summary_path}: {exc.strerror}"
+            ) from None
     if stats.stop_reason == "interrupted":
         err.print(f"interrupted: {stats.done:,} done this run, {stats.pending:,} pending.")
         err.print(f"resume with: {config.command}", markup=False, highlight=False)

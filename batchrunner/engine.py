@@ -24,7 +24,7 @@ from .clients import Client, Success, make_client
 from .config import RunConfig
 from .errors import OutputWriteError
 from .ledger import Ledger
-from .lines import BadLine, Item, read_input
+from .lines import BadLine, Done, Item, read_input
 from .manifest import check_manifest, move_aside, previous_input_size, write_manifest
 from .pacing import RatePacer
 from .prepare import scan_input
@@ -56,6 +56,7 @@ class Engine:
         self._fatal: OutputWriteError | None = None
         self._outer: anyio.abc.TaskGroup | None = None
         self._ledger: Ledger | None = None
+        self._check_bodies = False
 
     # -- control -----------------------------------------------------------------------
 
@@ -92,10 +93,16 @@ class Engine:
             self.stats.warnings.extend(f"moved aside: {p}" for p in move_aside(cfg))
         scan = await anyio.to_thread.run_sync(scan_input, cfg.input_path, previous_input_size(cfg))
         self.stats.total_lines = scan.lines
-        changed, old = check_manifest(cfg, scan)
-        if changed:
-            self.stats.warnings.append(changed)
-        ledger = await anyio.to_thread.run_sync(Ledger, cfg.output_path, cfg.dead_letter_path)
+        change, old = check_manifest(cfg, scan)
+        if change == "grown":
+            self.stats.warnings.append(f"{cfg.input_path} has grown since the last run")
+        elif change == "edited":
+            self.stats.warnings.append(f"{cfg.input_path} was edited since the last run")
+        # Only an edited input can hold a done id whose body changed: only then compare them.
+        self._check_bodies = change == "edited"
+        ledger = await anyio.to_thread.run_sync(
+            Ledger, cfg.output_path, cfg.dead_letter_path, self._check_bodies
+        )
         self.stats.warnings.extend(ledger.state.warnings)
         try:
             write_manifest(cfg, scan, _started_at(old))
@@ -160,29 +167,38 @@ class Engine:
         """Items that still need sending; bad lines are written here as they come.
         Yields ``None`` now and then so the caller can let the loop breathe."""
         state, stats = ledger.state, self.stats
-        retry_free = 0
-        for entry in read_input(self.config.input_path, self.config.endpoint, self.config.model):
+        results, dead = state.results, state.dead
+        done = None if self._check_bodies else (lambda cid: cid in results or cid in dead)
+        cfg = self.config
+        not_sent = 0
+        for entry in read_input(cfg.input_path, cfg.endpoint, cfg.model, done):
             stats.read += 1
-            if isinstance(entry, BadLine):
-                if entry.line in state.dead_lines:
-                    stats.skipped_done += 1
-                    stats.skipped_dead += 1
-                else:
-                    self._write(ledger.dead.write, input_dead_line(entry))
-                    stats.dead += 1
-                    stats.dead_input += 1
-                    stats.dead_by_status[entry.type] += 1
-            elif self._already_done(entry, state.results, state.dead):
-                stats.skipped_done += 1
-            else:
+            if isinstance(entry, Item) and not self._already_done(entry, results, dead):
                 yield entry
                 continue
-            retry_free += 1
-            if retry_free % 512 == 0:
+            if isinstance(entry, BadLine):
+                self._bad_line(entry, ledger)
+            elif isinstance(entry, Done):
+                stats.skipped_done += 1
+                stats.skipped_dead += entry.custom_id not in results
+            not_sent += 1
+            if not_sent % 512 == 0:
                 yield None
         stats.blank = max(stats.total_lines - stats.read, 0)
 
+    def _bad_line(self, bad: BadLine, ledger: Ledger) -> None:
+        stats = self.stats
+        if bad.line in ledger.state.dead_lines:
+            stats.skipped_done += 1
+            stats.skipped_dead += 1
+            return
+        self._write(ledger.dead.write, input_dead_line(bad))
+        stats.dead += 1
+        stats.dead_input += 1
+        stats.dead_by_status[bad.type] += 1
+
     def _already_done(self, item: Item, results: dict[str, Any], dead: dict[str, Any]) -> bool:
+        """Compare a done id's body with what was sent (only when the input was edited)."""
         if item.custom_id in results:
             old_fp = results[item.custom_id]
         elif item.custom_id in dead:
@@ -190,6 +206,7 @@ class Engine:
             self.stats.skipped_dead += 1
         else:
             return False
+        self.stats.skipped_done += 1
         if old_fp is not None and old_fp != item.fp:
             self.stats.changed_done += 1
         return True

@@ -23,6 +23,9 @@ import orjson
 from .appendfile import AppendFile, repair_torn_tail
 from .records import KIND_INPUT
 
+_ID_PREFIX = b'{"custom_id":"'
+_ID_START = len(_ID_PREFIX)
+
 __all__ = ["DeadEntry", "Ledger", "LedgerState", "iter_jsonl", "scan", "scan_readonly"]
 
 
@@ -69,33 +72,74 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
             yield n, obj if isinstance(obj, dict) else None
 
 
-def scan(results_path: Path, dead_path: Path) -> LedgerState:
+def scan(results_path: Path, dead_path: Path, with_fp: bool = True) -> LedgerState:
     """Read both files once, repairing a torn last line first."""
     warnings = []
     for path in (results_path, dead_path):
         cut = repair_torn_tail(path)
         if cut:
             warnings.append(f"repaired {path}: removed a torn last line ({cut} bytes)")
-    state = scan_readonly(results_path, dead_path)
+    state = scan_readonly(results_path, dead_path, with_fp)
     state.warnings[:0] = warnings
     return state
 
 
-def scan_readonly(results_path: Path, dead_path: Path) -> LedgerState:
-    """Read both files once without changing them (a torn last line is reported as invalid)."""
+def scan_readonly(results_path: Path, dead_path: Path, with_fp: bool = True) -> LedgerState:
+    """Read both files once without changing them (a torn last line is reported as invalid).
+
+    Without ``with_fp`` the results' request fingerprints are not kept (``None``): a lighter
+    scan for when the input is known not to have changed.
+    """
     state = LedgerState()
-    for n, obj in iter_jsonl(results_path):
-        cid = obj.get("custom_id") if obj else None
-        if not isinstance(cid, str):
-            state.warnings.append(f"{results_path}:{n}: not a result line; ignored")
-            continue
-        state.results[cid] = _meta(obj).get("fp")
+    _scan_results(results_path, state, with_fp)
     for n, obj in iter_jsonl(dead_path):
         if obj is None:
             state.warnings.append(f"{dead_path}:{n}: not a dead-letter line; ignored")
             continue
         _add_dead(state, obj)
     return state
+
+
+def _scan_results(path: Path, state: LedgerState, with_fp: bool) -> None:
+    results = state.results
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return
+    with f:
+        for n, raw in enumerate(f, start=1):
+            cid = None if with_fp else _leading_id(raw)
+            if cid is not None:
+                results[cid] = None
+                continue
+            obj = _loads(raw)
+            cid = obj.get("custom_id") if obj else None
+            if isinstance(cid, str):
+                results[cid] = _meta(obj).get("fp") if with_fp else None
+            elif raw.strip():
+                state.warnings.append(f"{path}:{n}: not a result line; ignored")
+
+
+def _leading_id(raw: bytes) -> str | None:
+    """The id of a line we wrote (``{"custom_id":"...",`` first, a whole line), without
+    parsing the rest; ``None`` when the line is not that plain, and then it is parsed."""
+    if not raw.startswith(_ID_PREFIX) or not raw.endswith(b"}\n"):
+        return None
+    end = raw.find(b'"', _ID_START)
+    if end < 0 or raw.find(b"\\", _ID_START, end) >= 0 or raw[end + 1 : end + 2] != b",":
+        return None
+    try:
+        return raw[_ID_START:end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _loads(raw: bytes) -> dict[str, Any] | None:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def _meta(obj: dict[str, Any] | None) -> dict[str, Any]:
@@ -126,8 +170,8 @@ class Ledger:
 
     __slots__ = ("dead", "results", "state")
 
-    def __init__(self, results_path: Path, dead_path: Path) -> None:
-        self.state = scan(results_path, dead_path)
+    def __init__(self, results_path: Path, dead_path: Path, with_fp: bool = True) -> None:
+        self.state = scan(results_path, dead_path, with_fp)
         self.results = AppendFile(results_path)
         try:
             self.dead = AppendFile(dead_path)

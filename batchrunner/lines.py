@@ -8,7 +8,7 @@ adding what needs memory of earlier lines (duplicate ids). Line numbers are phys
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import orjson
 
 from .config import ENDPOINTS
 
-__all__ = ["BadLine", "Item", "fingerprint", "parse_line", "read_input"]
+__all__ = ["BadLine", "Done", "Item", "fingerprint", "parse_line", "read_input"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,14 @@ class Item:
     body: dict[str, Any]
     request: dict[str, Any]
     fp: str
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A line whose id an earlier run already finished (see ``read_input(done=...)``)."""
+
+    custom_id: str
+    line: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +58,14 @@ def fingerprint(body: dict[str, Any]) -> str:
 
 def parse_line(raw: bytes, line: int, endpoint: str, model: str | None) -> Item | BadLine | None:
     """Parse one physical line; ``None`` for a blank line. Never raises."""
+    head = _head(raw, line)
+    if head is None or isinstance(head, BadLine):
+        return head
+    return _item(*head, line, endpoint, model)
+
+
+def _head(raw: bytes, line: int) -> tuple[dict[str, Any], str, bytes] | BadLine | None:
+    """The object, its id and the stripped text: all a resume needs to skip a done line."""
     stripped = raw.strip()
     if not stripped:
         return None
@@ -65,6 +81,17 @@ def parse_line(raw: bytes, line: int, endpoint: str, model: str | None) -> Item 
         custom_id = str(custom_id)
     if not isinstance(custom_id, str) or not custom_id:
         return BadLine(line, None, obj, "invalid_custom_id", "custom_id must be a non-empty string")
+    return obj, custom_id, stripped
+
+
+def _item(
+    obj: dict[str, Any],
+    custom_id: str,
+    stripped: bytes,
+    line: int,
+    endpoint: str,
+    model: str | None,
+) -> Item | BadLine:
     body = _body_of(obj, endpoint)
     if isinstance(body, str):
         return BadLine(line, custom_id, obj, "no_request", body)
@@ -109,23 +136,33 @@ def _body_of(obj: dict[str, Any], endpoint: str) -> dict[str, Any] | str:
     return body
 
 
-def read_input(path: Path, endpoint: str, model: str | None) -> Iterator[Item | BadLine]:
+def read_input(
+    path: Path, endpoint: str, model: str | None, done: Callable[[str], bool] | None = None
+) -> Iterator[Item | BadLine | Done]:
     """Stream ``path`` line by line; a repeated custom_id makes the later line a :class:`BadLine`.
 
+    With ``done``, a line whose id it accepts is yielded as a cheap :class:`Done` without
+    building its request: resuming a million done ids costs one JSON parse each.
     Only the ids are kept in memory, never the requests.
     """
     seen: set[str] = set()
     with path.open("rb") as f:
         for line_no, raw in enumerate(f, start=1):
-            parsed = parse_line(raw, line_no, endpoint, model)
-            if parsed is None:
+            head = _head(raw, line_no)
+            if head is None or isinstance(head, BadLine):
+                if head is not None:
+                    yield head
                 continue
+            obj, custom_id, stripped = head
+            if custom_id in seen:
+                msg = f"duplicate custom_id {custom_id!r}; only its first line is sent"
+                yield BadLine(line_no, custom_id, obj, "duplicate_custom_id", msg)
+                continue
+            if done is not None and done(custom_id):
+                seen.add(custom_id)
+                yield Done(custom_id, line_no)
+                continue
+            parsed = _item(obj, custom_id, stripped, line_no, endpoint, model)
             if isinstance(parsed, Item):
-                if parsed.custom_id in seen:
-                    msg = f"duplicate custom_id {parsed.custom_id!r}; only its first line is sent"
-                    yield BadLine(
-                        line_no, parsed.custom_id, parsed.request, "duplicate_custom_id", msg
-                    )
-                    continue
-                seen.add(parsed.custom_id)
+                seen.add(custom_id)
             yield parsed

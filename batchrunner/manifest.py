@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -19,6 +19,7 @@ from .errors import LedgerError, OutputWriteError
 from .prepare import InputScan
 
 __all__ = [
+    "InputChange",
     "check_manifest",
     "move_aside",
     "previous_input_size",
@@ -27,6 +28,10 @@ __all__ = [
 ]
 
 _VERSION = 1
+
+#: How the input differs from when the files were last written: ``new`` (no manifest),
+#: ``same``, ``grown`` (lines appended only) or ``edited`` (allowed by the config).
+InputChange = Literal["new", "same", "grown", "edited"]
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
@@ -64,14 +69,14 @@ def previous_input_size(config: RunConfig) -> int | None:
     return size if isinstance(size, int) else None
 
 
-def check_manifest(config: RunConfig, scan: InputScan) -> tuple[str | None, dict[str, Any] | None]:
-    """Refuse files that belong to another run or to an input edited since.
+def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dict[str, Any] | None]:
+    """Refuse files that belong to another run, or to an input edited since (unless allowed).
 
-    Returns (a note on how the input changed, or None; the old manifest).
+    Returns how the input changed since the files were written, and the old manifest.
     """
     old = read_manifest(config.manifest_path)
     if old is None:
-        return None, None
+        return "new", None
     new = _describe(config, scan)
     for key, what in (("input", "input file"), ("endpoint", "endpoint")):
         if old.get(key) != new[key]:
@@ -82,16 +87,16 @@ def check_manifest(config: RunConfig, scan: InputScan) -> tuple[str | None, dict
             )
     old_fp = old.get("input_fingerprint")
     if old_fp == scan.fingerprint:
-        return None, old
+        return "same", old
     if scan.prefix_fingerprint is not None and scan.prefix_fingerprint == old_fp:
-        return f"{config.input_path} has grown since the last run; sending the new lines", old
+        return "grown", old
     if not config.allow_changed_input:
         raise LedgerError(
             f"{config.input_path} was edited since {config.output_path} was written; "
             "pass --allow-changed-input to continue (done ids are not re-sent, changed ones "
             "are counted) or --restart to start over (old files are kept)"
         )
-    return f"{config.input_path} was edited since the last run", old
+    return "edited", old
 
 
 def write_manifest(config: RunConfig, scan: InputScan, started_at: str | None) -> None:
