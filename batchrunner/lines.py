@@ -29,6 +29,8 @@ class Item:
     body: dict[str, Any]
     request: dict[str, Any]
     fp: str
+    #: The line's text, for the rare request too deeply nested to write back as JSON.
+    raw: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,7 @@ class BadLine:
     request: Any
     type: str
     message: str
+    raw: bytes = b""
 
 
 def fingerprint(body: dict[str, Any]) -> str:
@@ -75,12 +78,14 @@ def _head(raw: bytes, line: int) -> tuple[dict[str, Any], str, bytes] | BadLine 
         return _unparseable(stripped, line, exc)
     if not isinstance(obj, dict):
         kind = type(obj).__name__
-        return BadLine(line, None, obj, "not_an_object", f"line is a JSON {kind}, not an object")
+        msg = f"line is a JSON {kind}, not an object"
+        return BadLine(line, None, obj, "not_an_object", msg, stripped)
     custom_id = obj.get("custom_id", str(line))
     if isinstance(custom_id, int) and not isinstance(custom_id, bool):
         custom_id = str(custom_id)
     if not isinstance(custom_id, str) or not custom_id:
-        return BadLine(line, None, obj, "invalid_custom_id", "custom_id must be a non-empty string")
+        msg = "custom_id must be a non-empty string"
+        return BadLine(line, None, obj, "invalid_custom_id", msg, stripped)
     return obj, custom_id, stripped
 
 
@@ -94,18 +99,18 @@ def _item(
 ) -> Item | BadLine:
     body = _body_of(obj, endpoint)
     if isinstance(body, str):
-        return BadLine(line, custom_id, obj, "no_request", body)
+        return BadLine(line, custom_id, obj, "no_request", body, stripped)
     if "model" not in body:
         if model is None:
             msg = "no model: add one to the line's body or pass --model"
-            return BadLine(line, custom_id, obj, "no_model", msg)
+            return BadLine(line, custom_id, obj, "no_model", msg, stripped)
         body["model"] = model
     try:
         fp = fingerprint(body)
     except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes: keep the text
         text = stripped.decode("utf-8", "replace")
         return BadLine(line, custom_id, text, "invalid_request", f"body cannot be sent: {exc}")
-    return Item(custom_id, line, body, obj, fp)
+    return Item(custom_id, line, body, obj, fp, stripped)
 
 
 def _unparseable(raw: bytes, line: int, exc: orjson.JSONDecodeError) -> BadLine:
@@ -156,7 +161,7 @@ def read_input(
             obj, custom_id, stripped = head
             if custom_id in seen:
                 msg = f"duplicate custom_id {custom_id!r}; only its first line is sent"
-                yield BadLine(line_no, custom_id, obj, "duplicate_custom_id", msg)
+                yield BadLine(line_no, custom_id, obj, "duplicate_custom_id", msg, stripped)
                 continue
             if done is not None and done(custom_id):
                 seen.add(custom_id)

@@ -118,6 +118,10 @@ def move_aside(config: RunConfig) -> list[Path]:
     for path in (config.output_path, config.dead_letter_path, config.manifest_path):
         if path.exists():
             target = path.with_name(f"{path.name}.{stamp}.bak")
+            n = 1
+            while target.exists():  # two restarts within one second
+                n += 1
+                target = path.with_name(f"{path.name}.{stamp}-{n}.bak")
             path.rename(target)
             moved.append(target)
     return moved

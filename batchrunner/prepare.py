@@ -17,7 +17,8 @@ class InputScan:
     fingerprint: str
     size: int
     lines: int
-    #: The fingerprint of the first ``prefix_size`` bytes, when one was asked for.
+    #: The fingerprint of the first ``prefix_size`` bytes, when one was asked for and
+    #: those bytes end a line (else lines appended would have changed the last one).
     prefix_fingerprint: str | None
 
 
@@ -26,12 +27,14 @@ def scan_input(path: Path, prefix_size: int | None = None) -> InputScan:
     whole = hashlib.blake2b(digest_size=16)
     prefix = hashlib.blake2b(digest_size=16) if prefix_size is not None else None
     size = lines = 0
-    last = b"\n"
+    last = prefix_last = b"\n"
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             whole.update(chunk)
             if prefix is not None and prefix_size is not None and size < prefix_size:
-                prefix.update(chunk[: prefix_size - size])
+                part = chunk[: prefix_size - size]
+                prefix.update(part)
+                prefix_last = part[-1:]
             size += len(chunk)
             lines += chunk.count(b"\n")
             last = chunk[-1:]
@@ -39,5 +42,7 @@ def scan_input(path: Path, prefix_size: int | None = None) -> InputScan:
         lines += 1
     prefix_fp = None
     if prefix is not None and prefix_size is not None and size >= prefix_size:
+        if prefix_last != b"\n":
+            return InputScan(whole.hexdigest(), size, lines, None)
         prefix_fp = prefix.hexdigest()
     return InputScan(whole.hexdigest(), size, lines, prefix_fp)

@@ -43,6 +43,7 @@ def dead_line(item: Item, failure: Failure, attempts: int) -> bytes:
         item.custom_id,
         item.line,
         item.request,
+        item.raw,
         failure.status_code,
         failure.type,
         failure.message,
@@ -53,13 +54,16 @@ def dead_line(item: Item, failure: Failure, attempts: int) -> bytes:
 
 def input_dead_line(bad: BadLine) -> bytes:
     meta = {"kind": KIND_INPUT}
-    return _dead(bad.custom_id, bad.line, bad.request, None, bad.type, bad.message, 0, meta)
+    return _dead(
+        bad.custom_id, bad.line, bad.request, bad.raw, None, bad.type, bad.message, 0, meta
+    )
 
 
 def _dead(
     custom_id: str | None,
     line: int,
     request: Any,
+    raw: bytes,
     status: int | None,
     type_: str,
     message: str,
@@ -75,4 +79,8 @@ def _dead(
         "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "batchrunner": meta,
     }
-    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    try:
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes: keep the line's text
+        record["request"] = raw.decode("utf-8", "replace")
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)

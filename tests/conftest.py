@@ -83,7 +83,9 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+def run_cli(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> CliResult:
     """The real command, in a subprocess: ``python -m batchrunner ARGS``."""
     proc = subprocess.run(
         [sys.executable, "-m", "batchrunner", *map(str, args)],

@@ -235,13 +235,6 @@ DEEP = b"[" * 300 + b"]" * 300
 NEAR_LIMIT = b"[" * 252 + b"]" * 252
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG lines.py parse_line: only the fingerprinted body is checked for depth; the "
-    "`request` of other BadLines (and of Items near the limit) is too deep for orjson.dumps, "
-    "so records.input_dead_line / dead_line raise TypeError and the run crashes",
-)
 @pytest.mark.parametrize(
     ("raw", "model"),
     [
