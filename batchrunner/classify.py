@@ -48,10 +48,19 @@ class Failure:
 
 
 def classify_status(status: int, headers: Mapping[str, str], body: bytes | str) -> Failure:
-    """Classify a non-200 answer. 429 and 5xx are retryable; every other status is not."""
+    """Classify a non-200 answer. 429 and 5xx are retryable; every other status is not.
+
+    Two answers get a type of their own because no retry can help them: a 429 that says the
+    quota is spent (``quota_exceeded``: a rate limit, by contrast, passes in seconds) and a
+    400 naming an unknown model (``invalid_model``).
+    """
     message = error_message(body) or f"HTTP {status}"
     if status == 429:
+        if _says(body, message, "quota"):
+            return Failure(False, 429, "quota_exceeded", message)
         return Failure(True, 429, "rate_limited", message, parse_retry_after(headers))
+    if status == 400 and _says(body, message, "invalid_model"):
+        return Failure(False, 400, "invalid_model", message)
     if status >= 500:
         return Failure(True, status, "server_error", message, parse_retry_after(headers))
     return Failure(False, status, _TYPES.get(status, "client_error"), message)
@@ -69,6 +78,19 @@ def connection_failure(exc: BaseException) -> Failure:
 def invalid_response(detail: str) -> Failure:
     """A 200 whose body is not the JSON object expected: retried, the server may do better."""
     return Failure(True, 200, "invalid_response", _clip(detail))
+
+
+def _says(body: bytes | str, message: str, word: str) -> bool:
+    """Whether the error's ``type`` or message names ``word`` (``invalid_model`` also
+    matches "Invalid model: ...")."""
+    if word.replace("_", " ") in message.lower():
+        return True
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    kind = data.get("type") if isinstance(data, dict) else None
+    return isinstance(kind, str) and word in kind.lower()
 
 
 def error_message(body: bytes | str) -> str:

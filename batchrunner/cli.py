@@ -2,7 +2,8 @@
 
 Library errors become one-line messages here and nowhere else. Exit codes: 0 every line
 has a result; 1 some lines were dead-lettered; 2 usage or configuration error; 3 the run
-stopped on an error (a write failure); 130 interrupted (resumable).
+stopped on an error (a write failure, a refused key, an unknown model); 4 paused because
+the account's quota is spent; 130 interrupted. All but 2 leave the run resumable.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .status import run_status
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_DEAD, EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_DEAD, EXIT_USAGE, EXIT_ERROR, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 _MOCK_KEY = "mock-key"
 
 
@@ -64,8 +65,15 @@ def cli() -> None:
 @click.option("--server-url", envvar="MISTRAL_SERVER_URL", help="API base URL.")
 @click.option("--client", type=click.Choice(["http", "sdk"]), help="http (default) or sdk.")
 @click.option("--mock/--no-mock", default=None, help="Run against the embedded mock server.")
-@click.option("--restart", is_flag=True, help="Move old output aside and start over.")
+@click.option("--restart", is_flag=True, default=None, help="Move old output aside and start over.")
 @click.option("--allow-changed-input", is_flag=True, help="Resume although the input was edited.")
+@click.option(
+    "--retry-dead", is_flag=True, default=None, help="Send this run's dead-lettered ids again."
+)
+@click.option(
+    "--status", "retry_statuses", type=int, multiple=True, help="With --retry-dead: only these."
+)
+@click.option("--breaker", type=int, help="Fatal failures in a row that stop the run [10].")
 @click.option("--quiet", "-q", is_flag=True, default=None, help="No progress display.")
 @click.option("--summary-json", type=click.Path(path_type=Path), help="Write the summary here.")
 def run(input_: Path, **flags: Any) -> None:
@@ -80,9 +88,12 @@ def run(input_: Path, **flags: Any) -> None:
     quiet = bool(settings.pop("quiet", False))
     summary_path = settings.pop("summary_json", None)
     if mock:
-        with running_mock(mock_settings) as url:
-            settings |= {"server_url": url, "api_key": _MOCK_KEY}
-            stats, config = _run(settings, quiet)
+        try:
+            with running_mock(mock_settings) as url:
+                settings |= {"server_url": url, "api_key": _MOCK_KEY}
+                stats, config = _run(settings, quiet)
+        except ConfigError as exc:
+            raise UsageFailure(str(exc)) from None
     else:
         settings["api_key"] = _api_key()
         stats, config = _run(settings, quiet)
@@ -90,7 +101,10 @@ def run(input_: Path, **flags: Any) -> None:
 
 
 def _settings(input_: Path, flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    given = {k: v for k, v in flags.items() if v is not None and v is not False}
+    # Unset options are None (flags included), so that an explicit --no-mock beats a job file.
+    given = {k: v for k, v in flags.items() if v is not None and v != ()}
+    if "retry_statuses" in given:
+        given["retry_statuses"] = tuple(given["retry_statuses"])
     if input_.suffix == ".toml":
         try:
             job, mock = load_job(input_)
@@ -149,7 +163,7 @@ def _run(settings: dict[str, Any], quiet: bool) -> tuple[RunStats, RunConfig]:
 def _report(
     stats: RunStats, config: RunConfig, quiet: bool, summary_path: Path | None, input_: Path
 ) -> None:
-    err = Console(file=sys.stderr)
+    err = Console(file=sys.stderr, soft_wrap=True)
     for warning in stats.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
     if not quiet:
@@ -161,6 +175,10 @@ def _report(
             raise RunFailure(
                 f"cannot write the summary to {summary_path}: {exc.strerror}"
             ) from None
+    if stats.stop_message is not None:
+        err.print(f"{stats.stop_message}.", markup=False, highlight=False)
+        err.print(f"resume with: {config.command}", markup=False, highlight=False)
+        sys.exit(EXIT_PAUSED if stats.stop_reason == "quota" else EXIT_ERROR)
     if stats.stop_reason == "interrupted":
         err.print(f"interrupted: {stats.done:,} done this run, {stats.pending:,} pending.")
         err.print(f"resume with: {config.command}", markup=False, highlight=False)

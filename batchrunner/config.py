@@ -64,12 +64,26 @@ class RunConfig:
     max_retry_after: float = 300.0
     restart: bool = False
     allow_changed_input: bool = False
+    #: Send dead-lettered ids again (those with one of ``retry_statuses``, or all).
+    retry_dead: bool = False
+    retry_statuses: tuple[int, ...] = ()
+    #: Fatal failures of one cause in a row (401, 403, 404, unknown model) that stop the
+    #: run with the items left pending; 0 turns the breaker off.
+    breaker: int = 10
+    #: Check the key and the model with ``GET /v1/models`` before sending anything.
+    preflight: bool = True
     drain_timeout: float = 10.0
     fsync_interval: float = 1.0
     #: The command that started the run, recorded so that ``status`` can say how to resume.
     command: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("concurrency", "max_attempts", "breaker"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} must be a whole number, not {value!r}"
+                )
         if self.endpoint not in ENDPOINTS:
             known = ", ".join(ENDPOINTS)
             raise ConfigError(f"unsupported endpoint {self.endpoint!r}; use one of {known}")
@@ -82,6 +96,10 @@ class RunConfig:
         for name in ("timeout", "backoff_max", "max_retry_after", "drain_timeout"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        if self.breaker < 0:
+            raise ConfigError("--breaker must be 0 (off) or a positive count")
+        if self.retry_statuses and not self.retry_dead:
+            raise ConfigError("--status selects what --retry-dead sends again: add --retry-dead")
         if self.backoff_base < 0:
             raise ConfigError("--backoff-base must not be negative")
         if self.client not in ("http", "sdk"):

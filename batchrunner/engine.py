@@ -9,6 +9,7 @@ through the pacer like a first attempt.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -19,14 +20,16 @@ import anyio
 import anyio.abc
 
 from .backoff import RetryPolicy
+from .breaker import CircuitBreaker, Parked, fatal_hint
 from .classify import Failure
 from .clients import Client, Success, make_client
 from .config import RunConfig
 from .errors import OutputWriteError
-from .ledger import Ledger
+from .ledger import DeadEntry, Ledger
 from .lines import BadLine, Done, Item, read_input
 from .manifest import check_manifest, move_aside, previous_input_size, write_manifest
 from .pacing import RatePacer
+from .preflight import check_server, first_item
 from .prepare import scan_input
 from .records import dead_line, input_dead_line, result_line
 from .stats import RunStats
@@ -57,6 +60,9 @@ class Engine:
         self._outer: anyio.abc.TaskGroup | None = None
         self._ledger: Ledger | None = None
         self._check_bodies = False
+        self.breaker = CircuitBreaker(config.breaker)
+        #: What made the run stop by itself (``stats.stop_reason`` "fatal" or "quota").
+        self.stop_cause: Failure | None = None
 
     # -- control -----------------------------------------------------------------------
 
@@ -81,6 +87,22 @@ class Engine:
     def stopping(self) -> bool:
         return self._stopping
 
+    def halt(self, reason: str, cause: Failure) -> None:
+        """Stop the run because of ``cause`` (a tripped breaker, a spent quota)."""
+        if self.stop_cause is None:
+            self.stop_cause = cause
+            self.stats.stop_message = _halt_message(reason, cause)
+        self.stop(reason)
+
+    def dead_letter(self, entries: list[Parked]) -> None:
+        """Write final failures to the dead-letter file."""
+        assert self._ledger is not None
+        stats = self.stats
+        for p in entries:
+            self._write(self._ledger.dead.write, dead_line(p.item, p.failure, p.attempts))
+            stats.dead += 1
+            stats.dead_by_status[_cause(p.failure)] += 1
+
     # -- the run -----------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -94,6 +116,9 @@ class Engine:
         scan = await anyio.to_thread.run_sync(scan_input, cfg.input_path, previous_input_size(cfg))
         self.stats.total_lines = scan.lines
         change, old = check_manifest(cfg, scan)
+        first = await anyio.to_thread.run_sync(first_item, cfg)
+        if cfg.preflight:
+            await check_server(cfg, first)
         if change == "grown":
             self.stats.warnings.append(f"{cfg.input_path} has grown since the last run")
         elif change == "edited":
@@ -145,6 +170,9 @@ class Engine:
                 self._items_scope = items_scope
                 async with anyio.create_task_group() as tg:
                     await self._feed(tg, ledger, send, window)
+            if not items_scope.cancel_called:
+                with contextlib.suppress(OutputWriteError):  # kept in self._fatal
+                    self.dead_letter(self.breaker.close())
             outer.cancel_scope.cancel()
 
     async def _feed(
@@ -168,6 +196,8 @@ class Engine:
         Yields ``None`` now and then so the caller can let the loop breathe."""
         state, stats = ledger.state, self.stats
         results, dead = state.results, state.dead
+        if self.config.retry_dead:
+            dead = {k: v for k, v in dead.items() if not self._retry(v)}
         done = None if self._check_bodies else (lambda cid: cid in results or cid in dead)
         cfg = self.config
         not_sent = 0
@@ -185,6 +215,11 @@ class Engine:
             if not_sent % 512 == 0:
                 yield None
         stats.blank = max(stats.total_lines - stats.read, 0)
+
+    def _retry(self, entry: DeadEntry) -> bool:
+        """Whether ``--retry-dead`` sends this dead item again."""
+        statuses = self.config.retry_statuses
+        return not statuses or entry.status_code in statuses
 
     def _bad_line(self, bad: BadLine, ledger: Ledger) -> None:
         stats = self.stats
@@ -303,8 +338,8 @@ class _Sender:
         try:
             with eng.waiting() as scope:
                 await self._pacer.acquire()
-            if scope.cancelled_caught:
-                return None, 0.0
+            if scope.cancelled_caught or eng.stopping:
+                return None, 0.0  # a wait that ended as the stop began must not send
             stats.sent += 1
             stats.in_flight += 1
             start = time.monotonic()
@@ -322,15 +357,35 @@ class _Sender:
         stats.ok += 1
         stats.prompt_tokens += reply.prompt_tokens
         stats.completion_tokens += reply.completion_tokens
+        eng.dead_letter(eng.breaker.other())
 
     def _failed(self, item: Item, failure: Failure, attempt: int) -> None:
-        eng, stats = self._engine, self._engine.stats
+        eng = self._engine
+        if failure.type == "quota_exceeded":
+            eng.halt("quota", failure)  # the item stays pending: no retry can help today
+            return
         if failure.retryable:
             failure = _exhausted(failure, attempt, eng._policy.max_retry_after)
-        failure = _redacted(failure, eng.config.api_key)
-        eng._write(self._ledger.dead.write, dead_line(item, failure, attempt))
-        stats.dead += 1
-        stats.dead_by_status[_cause(failure)] += 1
+        parked = Parked(item, _redacted(failure, eng.config.api_key), attempt)
+        if eng.breaker.is_fatal(failure):
+            eng.dead_letter(eng.breaker.fatal(parked))
+            if eng.breaker.tripped is not None:
+                eng.halt("fatal", eng.breaker.tripped)
+            return
+        eng.dead_letter([parked, *eng.breaker.other()])
+
+
+def _halt_message(reason: str, cause: Failure) -> str:
+    what = f"{cause.status_code} {cause.type}: {cause.message}"
+    if reason == "quota":
+        return (
+            f"paused: the account's quota is spent ({what}); the rest is pending: "
+            "re-run the same command when the quota renews"
+        )
+    return (
+        f"stopped: requests keep failing with {what}; {fatal_hint(cause)}. The items are "
+        "left pending: fix the cause and re-run the same command"
+    )
 
 
 def _cause(failure: Failure) -> str:

@@ -37,6 +37,8 @@ class RunStats:
     finished: float | None = None
     input_exhausted: bool = False
     stop_reason: str | None = None
+    #: A one-line explanation when the run stopped by itself (breaker, quota).
+    stop_message: str | None = None
 
     @property
     def done(self) -> int:
@@ -89,5 +91,6 @@ class RunStats:
             "elapsed_s": round(self.elapsed, 3),
             "requests_per_s": round(self.rate, 2),
             "stop_reason": self.stop_reason,
+            "stop_message": self.stop_message,
             "warnings": list(self.warnings),
         }

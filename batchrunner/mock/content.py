@@ -33,6 +33,9 @@ def canonical_body(obj: dict[str, Any]) -> bytes:
         for k, v in obj.items()
         if v is not None and not (k in _DEFAULTS_DROPPED and v is _DEFAULTS_DROPPED[k])
     }
+    for k, v in slim.items():  # the SDK sends `temperature: 1` as 1.0
+        if isinstance(v, float) and v.is_integer():
+            slim[k] = int(v)
     messages = slim.get("messages")
     if isinstance(messages, list):
         slim["messages"] = [_slim_message(m) for m in messages]
