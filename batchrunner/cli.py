@@ -74,6 +74,11 @@ def cli() -> None:
     "--status", "retry_statuses", type=int, multiple=True, help="With --retry-dead: only these."
 )
 @click.option("--breaker", type=int, help="Fatal failures in a row that stop the run [10].")
+@click.option(
+    "--preflight/--no-preflight",
+    default=None,
+    help="Check key and model with GET /v1/models first [on].",
+)
 @click.option("--quiet", "-q", is_flag=True, default=None, help="No progress display.")
 @click.option("--summary-json", type=click.Path(path_type=Path), help="Write the summary here.")
 def run(input_: Path, **flags: Any) -> None:

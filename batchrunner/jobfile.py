@@ -20,7 +20,7 @@ RUN_KEYS = frozenset(
         "input", "output", "dead_letter", "endpoint", "model", "rps", "concurrency",
         "max_attempts", "timeout", "server_url", "client", "mock", "backoff_base",
         "backoff_max", "max_retry_after", "drain_timeout", "quiet", "summary_json",
-        "allow_changed_input", "breaker",
+        "allow_changed_input", "breaker", "preflight",
     }
 )  # fmt: skip
 MOCK_KEYS = frozenset(
