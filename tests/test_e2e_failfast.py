@@ -30,6 +30,10 @@ def args(inp: Path, mock: MockProc, *extra: str) -> list[str | Path]:
             "--model", MODEL, *FAST, *extra]  # fmt: skip
 
 
+def msg(i: int) -> dict[str, str]:
+    return {"role": "user", "content": f"q{i}"}
+
+
 def chat_requests(mock: MockProc) -> int:
     return int(mock.stats()["by_path"].get("/v1/chat/completions", 0))
 
@@ -74,8 +78,10 @@ def test_unknown_model_in_bodies_trips_the_breaker(
     tmp_path: Path, mock_server: Callable[..., MockProc]
 ) -> None:
     mock = mock_server()
-    rows: list[dict[str, Any]] = [{"custom_id": f"b{i}", "body": {"model": "no-such-model", "messages": [
-        {"role": "user", "content": f"q{i}"}]}} for i in range(50)]  # fmt: skip
+    rows: list[dict[str, Any]] = [
+        {"custom_id": f"b{i}", "body": {"model": "no-such-model", "messages": [msg(i)]}}
+        for i in range(50)
+    ]
     rows[0]["body"]["model"] = MODEL  # preflight sees a good model on the first line
     inp = write_jsonl(tmp_path / "in.jsonl", rows)
     res = run_cli(*args(inp, mock, "--concurrency", "1", "--breaker", "5"))
