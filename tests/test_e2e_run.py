@@ -434,13 +434,6 @@ def test_sdk_and_http_clients_agree(mock_server: MockFactory, tmp_path: Path) ->
     assert_same_outcomes(http, sdk)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="mock bug: batchrunner/mock/content.py canonical_body() hashes the JSON as "
-    "sent, so an int the SDK re-types as a float (temperature 1 -> 1.0, top_p 1 -> 1.0) "
-    "gives the same request a different response id with --client sdk",
-)
 def test_sdk_and_http_response_ids_agree_for_retyped_numbers(
     mock_server: MockFactory, tmp_path: Path
 ) -> None:
@@ -453,7 +446,8 @@ def test_sdk_and_http_response_ids_agree_for_retyped_numbers(
 
     http, sdk = _both_clients(mock_server, tmp_path, lines)
 
-    # Everything but the ids agrees, so the failure below is about the ids alone.
+    # Everything but the ids agrees; the ids must too: the mock derives them from the
+    # request's meaning, and the SDK re-types whole numbers (temperature 1 -> 1.0).
     assert http.code == 0
     assert_same_outcomes(http, sdk, ignore_ids=True)
     for cid, result in http.ok.items():
@@ -521,10 +515,6 @@ JOB_EXTRAS = {  # case -> lines added to a job file that is otherwise fine
 }
 
 
-def _xfail(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)
-
-
 @pytest.mark.parametrize(
     ("case", "expect"),
     [
@@ -536,24 +526,8 @@ def _xfail(reason: str) -> pytest.MarkDecorator:
         ("unknown_endpoint", "/v1/nope"),
         ("job_unknown_endpoint", "/v1/nope"),
         ("job_unknown_key", "colour"),
-        pytest.param(
-            "job_float_concurrency",
-            "concurrency",
-            marks=_xfail(
-                "bug: RunConfig.__post_init__ (batchrunner/config.py) does not check that "
-                "concurrency is an int; a job file's `concurrency = 2.5` passes, then "
-                "anyio.CapacityLimiter raises TypeError mid-run: traceback, exit 1"
-            ),
-        ),
-        pytest.param(
-            "job_bad_mock_setting",
-            "mock server",
-            marks=_xfail(
-                "bug: batchrunner/cli.py run() enters running_mock() outside any handler; "
-                "the ConfigError it raises when the mock cannot start (bad [mock_server] "
-                "value) escapes click: traceback, exit 1"
-            ),
-        ),
+        ("job_float_concurrency", "concurrency"),
+        ("job_bad_mock_setting", "mock server"),
     ],
 )
 def test_usage_errors(mock_server: MockFactory, tmp_path: Path, case: str, expect: str) -> None:
@@ -637,13 +611,6 @@ def test_job_file_with_embedded_mock(tmp_path: Path) -> None:
     assert (data / "in.results.jsonl").read_bytes() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: batchrunner/cli.py _settings() drops every flag whose value is False "
-    "(`v is not False`), so --no-mock cannot override a job file's `mock = true`: the run "
-    "silently goes to the embedded mock instead of --server-url",
-)
 def test_no_mock_flag_overrides_job_mock(mock_server: MockFactory, tmp_path: Path) -> None:
     external = mock_server()
     write_jsonl(tmp_path / "in.jsonl", [{"custom_id": "x", "prompt": "where am I sent?"}])
