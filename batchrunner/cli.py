@@ -243,5 +243,10 @@ def mock_server(**opts: Any) -> None:
     serve_forever(MockConfig(error_rates=rates, **opts))
 
 
+from .dlq_cli import dlq  # noqa: E402  (a group of its own module; registered here)
+
+cli.add_command(dlq)
+
+
 def main() -> None:
     cli(prog_name="batchrunner")
