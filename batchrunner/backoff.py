@@ -34,3 +34,17 @@ class RetryPolicy:
         if asked is not None and asked > self.max_retry_after:
             return None
         return max(asked or 0.0, self.backoff(attempt, rng))
+
+    def final(self, failure: Failure, attempts: int) -> Failure:
+        """The failure to record when no retry follows: a retryable one says why it stopped."""
+        if not failure.retryable:
+            return failure
+        if failure.retry_after is not None and failure.retry_after > self.max_retry_after:
+            why = (
+                f"server asked to wait {failure.retry_after:g} s (limit {self.max_retry_after:g} s)"
+            )
+            type_ = "retry_after_too_long"
+        else:
+            why, type_ = f"gave up after {attempts} attempts", "retries_exhausted"
+        message = f"{why}; last error: {failure.type}: {failure.message}"
+        return Failure(False, failure.status_code, type_, message)

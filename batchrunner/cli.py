@@ -3,7 +3,8 @@
 Library errors become one-line messages here and nowhere else. Exit codes: 0 every line
 has a result; 1 some lines were dead-lettered; 2 usage or configuration error; 3 the run
 stopped on an error (a write failure, a refused key, an unknown model); 4 paused because
-the account's quota is spent; 130 interrupted. All but 2 leave the run resumable.
+the account's quota is spent; 5 stopped at --max-tokens-total/--max-cost; 130
+interrupted. All but 2 leave the run resumable.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from .status import run_status
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_DEAD, EXIT_USAGE, EXIT_ERROR, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_DEAD, EXIT_USAGE, EXIT_ERROR, EXIT_PAUSED, EXIT_BUDGET = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED = 130
+_STOP_CODES = {"quota": EXIT_PAUSED, "budget": EXIT_BUDGET}
 _MOCK_KEY = "mock-key"
 
 
@@ -55,7 +58,14 @@ def cli() -> None:
 @click.option("--endpoint", type=click.Choice(list(ENDPOINTS)), help="API endpoint.")
 @click.option("--model", help="Model for lines whose body names none.")
 @click.option("--rps", type=float, help="Requests per second (default: no cap).")
-@click.option("--concurrency", type=int, help="Requests in flight at most [32].")
+@click.option("--concurrency", type=int, help="Requests in flight at most [adaptive].")
+@click.option("--tpm", type=int, help="Tokens per minute (prompt + completion) at most.")
+@click.option("--ordered", is_flag=True, default=None, help="Write results in input order.")
+@click.option(
+    "--reorder-buffer", type=int, help="With --ordered: results held back at most [1000]."
+)
+@click.option("--max-tokens-total", type=int, help="Stop before this many tokens are spent.")
+@click.option("--max-cost", type=float, help="Stop before this many USD are spent.")
 @click.option("--max-attempts", type=int, help="Attempts per item, first included [8].")
 @click.option("--timeout", type=float, help="Seconds per request [120].")
 @click.option("--backoff-base", type=float, help="First backoff ceiling, seconds [0.5].")
@@ -183,7 +193,7 @@ def _report(
     if stats.stop_message is not None:
         err.print(f"{stats.stop_message}.", markup=False, highlight=False)
         err.print(f"resume with: {config.command}", markup=False, highlight=False)
-        sys.exit(EXIT_PAUSED if stats.stop_reason == "quota" else EXIT_ERROR)
+        sys.exit(_STOP_CODES.get(stats.stop_reason or "", EXIT_ERROR))
     if stats.stop_reason == "interrupted":
         err.print(f"interrupted: {stats.done:,} done this run, {stats.pending:,} pending.")
         err.print(f"resume with: {config.command}", markup=False, highlight=False)

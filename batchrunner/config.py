@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -53,7 +54,10 @@ class RunConfig:
     endpoint: str = "/v1/chat/completions"
     model: str | None = None
     rps: float | None = None
-    concurrency: int = 32
+    #: Requests in flight at most; ``None`` sizes the pool from the rate and the latency.
+    concurrency: int | None = None
+    #: Tokens per minute (prompt + completion) the account allows; ``None``: no token cap.
+    tpm: int | None = None
     max_attempts: int = 8
     timeout: float = 120.0
     server_url: str = DEFAULT_SERVER_URL
@@ -72,14 +76,25 @@ class RunConfig:
     breaker: int = 10
     #: Check the key and the model with ``GET /v1/models`` before sending anything.
     preflight: bool = True
+    #: Write results in input order, holding at most ``reorder_buffer`` of them back.
+    ordered: bool = False
+    reorder_buffer: int = 1000
+    #: Stop admitting before these would be passed (resumable with a larger budget).
+    max_tokens_total: int | None = None
+    max_cost: float | None = None
+    #: Price overrides per model: ``{"model": {"input": usd_per_m, "output": usd_per_m}}``.
+    prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     drain_timeout: float = 10.0
     fsync_interval: float = 1.0
     #: The command that started the run, recorded so that ``status`` can say how to resume.
     command: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("concurrency", "max_attempts", "breaker"):
+        optional = ("concurrency", "tpm", "max_tokens_total")
+        for name in (*optional, "max_attempts", "breaker", "reorder_buffer"):
             value = getattr(self, name)
+            if value is None and name in optional:
+                continue
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(
                     f"--{name.replace('_', '-')} must be a whole number, not {value!r}"
@@ -89,13 +104,19 @@ class RunConfig:
             raise ConfigError(f"unsupported endpoint {self.endpoint!r}; use one of {known}")
         if self.rps is not None and not (self.rps > 0 and math.isfinite(self.rps)):
             raise ConfigError(f"--rps must be a positive number, not {self.rps}")
-        if self.concurrency < 1:
+        if self.concurrency is not None and self.concurrency < 1:
             raise ConfigError(f"--concurrency must be at least 1, not {self.concurrency}")
         if self.max_attempts < 1:
             raise ConfigError(f"--max-attempts must be at least 1, not {self.max_attempts}")
         for name in ("timeout", "backoff_max", "max_retry_after", "drain_timeout"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        if self.tpm is not None and self.tpm < 1:
+            raise ConfigError("--tpm must be at least 1")
+        if self.reorder_buffer < 1:
+            raise ConfigError("--reorder-buffer must be at least 1")
+        if self.max_cost is not None and not self.max_cost > 0:
+            raise ConfigError("--max-cost must be positive")
         if self.breaker < 0:
             raise ConfigError("--breaker must be 0 (off) or a positive count")
         if self.retry_statuses and not self.retry_dead:

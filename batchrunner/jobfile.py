@@ -20,7 +20,8 @@ RUN_KEYS = frozenset(
         "input", "output", "dead_letter", "endpoint", "model", "rps", "concurrency",
         "max_attempts", "timeout", "server_url", "client", "mock", "backoff_base",
         "backoff_max", "max_retry_after", "drain_timeout", "quiet", "summary_json",
-        "allow_changed_input", "breaker", "preflight",
+        "allow_changed_input", "breaker", "preflight", "tpm", "ordered", "reorder_buffer",
+        "max_tokens_total", "max_cost",
     }
 )  # fmt: skip
 MOCK_KEYS = frozenset(
@@ -38,6 +39,11 @@ def load_job(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"job file {path} is not valid TOML: {exc}") from None
     mock = data.pop("mock_server", {})
+    prices = data.pop("prices", {})
+    if not isinstance(prices, dict) or not all(isinstance(v, dict) for v in prices.values()):
+        raise ConfigError(f'job file {path}: [prices."MODEL"] tables need input and output')
+    if prices:
+        data["prices"] = prices
     if not isinstance(mock, dict):
         raise ConfigError(f"job file {path}: [mock_server] must be a table")
     _check_keys(path, data, RUN_KEYS, "")

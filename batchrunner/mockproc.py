@@ -10,6 +10,7 @@ import ctypes
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,11 +37,13 @@ def mock_args(settings: dict[str, Any]) -> list[str]:
 def running_mock(settings: dict[str, Any]) -> Iterator[str]:
     """Start the mock server on 127.0.0.1 (a free port) and yield its URL; stop it after."""
     cmd = [sys.executable, "-m", "batchrunner.mock", "--host", "127.0.0.1", "--port", "0"]
+    # stderr goes to a file, not a pipe: nobody reads it while the server runs.
+    errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed in the finally below)
     proc = subprocess.Popen(
         cmd + mock_args(settings),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=errors,
         text=True,
         preexec_fn=_die_with_parent,
     )
@@ -49,7 +52,9 @@ def running_mock(settings: dict[str, Any]) -> Iterator[str]:
         first = proc.stdout.readline().strip()
         if not first.startswith(_PREFIX):
             proc.wait(timeout=10)
-            raise ConfigError(f"the mock server did not start: {first or 'no output'}")
+            errors.seek(0)
+            reason = errors.read().strip().splitlines()
+            raise ConfigError(f"the mock server did not start: {(reason or [first or '?'])[-1]}")
         yield first.removeprefix(_PREFIX)
     finally:
         proc.terminate()
@@ -60,6 +65,7 @@ def running_mock(settings: dict[str, Any]) -> Iterator[str]:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+        errors.close()
 
 
 def _die_with_parent() -> None:

@@ -69,10 +69,15 @@ class ProgressView:
 
 
 def _detail(s: RunStats) -> str:
-    return (
-        f"ok {s.ok} · dead {s.dead} · retrying {s.retrying_now} · in flight {s.in_flight}"
-        f" · {s.rate:.1f} req/s · tokens {s.prompt_tokens + s.completion_tokens:,}"
+    text = (
+        f"ok {s.ok} · dead {s.dead} · retrying {s.retrying_now} · in flight {s.in_flight}/{s.pool}"
+        f" · {s.rate:.1f} req/s · 429s {s.share_429:.0%}"
+        f" · tokens {s.prompt_tokens + s.completion_tokens:,}"
     )
+    if s.cost:
+        projected = f" → ${s.cost_projected:,.2f}" if s.cost_projected else ""
+        text += f" · ${s.cost:,.4f}{projected}"
+    return text
 
 
 def _this_run(n: int, stats: RunStats) -> str:
@@ -109,6 +114,8 @@ def summary_table(stats: RunStats, config: RunConfig) -> Table:
         ("elapsed", f"{stats.elapsed:.1f} s at {stats.rate:.1f} req/s"),
         ("tokens", f"{stats.prompt_tokens:,} prompt + {stats.completion_tokens:,} completion"),
     ]
+    if stats.cost:
+        rows.append(("cost", f"${stats.cost:,.4f} (list prices; see README)"))
     for k, v in rows:
         t.add_row(k, v)
     return t

@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from .classify import Failure
+
 __all__ = ["RunStats"]
 
 
@@ -37,8 +39,20 @@ class RunStats:
     finished: float | None = None
     input_exhausted: bool = False
     stop_reason: str | None = None
+    pool: int = 0
+    current_rps: float | None = None
+    share_429: float = 0.0
+    cost: float = 0.0
+    cost_projected: float | None = None
     #: A one-line explanation when the run stopped by itself (breaker, quota).
     stop_message: str | None = None
+
+    def note_retry(self, failure: Failure) -> None:
+        """An attempt failed and the item will wait, then try again."""
+        self.retries += 1
+        code = failure.status_code
+        self.retry_causes[str(code) if code is not None and code != 200 else failure.type] += 1
+        self.retrying_now += 1
 
     @property
     def done(self) -> int:
@@ -86,6 +100,7 @@ class RunStats:
             "retries": self.retries,
             "retry_causes": dict(self.retry_causes),
             "dead_by_status": dict(self.dead_by_status),
+            "cost_usd": round(self.cost, 6),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "elapsed_s": round(self.elapsed, 3),

@@ -1,0 +1,105 @@
+"""Following the server: AIMD on the request rate, and a pool sized to the latency.
+
+A 429 cuts the rate by a factor (at most once per round trip, so one burst of 429s counts
+once); each second without one adds a small step back, up to ``--rps``. A run against a
+server whose real limit is below ``--rps`` so settles near that limit with few 429s instead
+of a retry storm. Without ``--concurrency`` the pool is sized by Little's law — enough
+requests in flight to keep the rate busy at the observed latency — and, with no rate cap
+at all, the pool itself is what AIMD moves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+
+from .pacing import RatePacer
+
+__all__ = ["Adaptive"]
+
+_CUT = 0.85
+_POOL_CUT = 0.7
+_MAX_POOL = 1024
+_UNCAPPED_START = 32
+_UNCAPPED_MAX = 256
+_LATENCY_ALPHA = 0.2
+_HEADROOM = 1.5
+
+
+class Adaptive:
+    """Owns the pool size and the pace; the sender reports each answer to it."""
+
+    __slots__ = (
+        "_last_429",
+        "_last_cut",
+        "_last_grow",
+        "_limiter",
+        "_pacer",
+        "_recent",
+        "_recent_429",
+        "auto_pool",
+        "cap",
+        "latency",
+        "pool",
+        "rate",
+    )
+
+    def __init__(self, rps: float | None, concurrency: int | None, pacer: RatePacer) -> None:
+        self.cap, self.rate = rps, rps
+        self.auto_pool = concurrency is None
+        self.latency = 1.0  # seconds; a guess until answers come in
+        self.pool = concurrency or self._sized_pool()
+        self._pacer = pacer
+        self._limiter = anyio.CapacityLimiter(self.pool)
+        self._last_cut = self._last_429 = self._last_grow = -math.inf
+        self._recent = self._recent_429 = 0.0
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        return self._limiter
+
+    @property
+    def rate_limited_share(self) -> float:
+        """Share of recent answers that were 429s (decays over ~10 s)."""
+        return self._recent_429 / self._recent if self._recent else 0.0
+
+    def answered(self, latency: float, rate_limited: bool, now: float) -> None:
+        self._recent += 1
+        if not rate_limited:
+            self.latency += _LATENCY_ALPHA * (latency - self.latency)
+            return
+        self._recent_429 += 1
+        self._last_429 = now
+        if now - self._last_cut < max(1.0, self.latency):
+            return  # the same burst of 429s: cut once
+        self._last_cut = now
+        if self.rate is not None and self.cap is not None:
+            self.rate = max(self.rate * _CUT, self.cap * 0.02, 0.1)
+            self._pacer.set_rate(self.rate)
+        elif self.auto_pool:
+            self._resize(max(1, int(self.pool * _POOL_CUT)))
+
+    def tick(self, now: float) -> None:
+        """Called about every second: grow back while no 429 comes; resize the pool."""
+        self._recent *= 0.9
+        self._recent_429 *= 0.9
+        if now - self._last_429 >= 1.0 and now - self._last_grow >= 1.0:
+            self._last_grow = now
+            if self.rate is not None and self.cap is not None and self.rate < self.cap:
+                self.rate = min(self.cap, self.rate + max(0.5, self.cap * 0.025))
+                self._pacer.set_rate(self.rate)
+            elif self.rate is None and self.auto_pool and self.pool < _UNCAPPED_MAX:
+                self._resize(self.pool + 1)
+        if self.auto_pool and self.rate is not None:
+            self._resize(self._sized_pool())
+
+    def _sized_pool(self) -> int:
+        if self.rate is None:
+            return _UNCAPPED_START
+        return max(2, min(_MAX_POOL, math.ceil(self.rate * self.latency * _HEADROOM) + 2))
+
+    def _resize(self, pool: int) -> None:
+        if pool != self.pool:
+            self.pool = pool
+            self._limiter.total_tokens = pool

@@ -1,0 +1,125 @@
+"""Writing each item's single outcome: a result line, a dead-letter entry, or nothing (left
+pending). Every write is one synchronous call, so cancellation cannot cut it in half."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .breaker import CircuitBreaker, Parked
+from .classify import Failure
+from .clients import Success
+from .errors import OutputWriteError
+from .ledger import Ledger
+from .lines import Item
+from .ordered import OrderedWriter
+from .records import dead_line, result_line
+from .stats import RunStats
+
+__all__ = ["Outcomes", "failure_key"]
+
+_MIN_KEY = 8
+
+
+class Outcomes:
+    """The write side of a run. ``halt`` stops the run (breaker, quota); ``on_write_error``
+    is told of a failed write before it propagates; ``release`` frees one read-ahead slot."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        stats: RunStats,
+        breaker: CircuitBreaker,
+        *,
+        halt: Callable[[str, Failure], None],
+        on_write_error: Callable[[OutputWriteError], None],
+        release: Callable[[], None],
+        ordered: bool,
+        api_key: str | None,
+    ) -> None:
+        self._ledger, self._stats, self.breaker = ledger, stats, breaker
+        self._halt, self._on_write_error, self._release = halt, on_write_error, release
+        self._api_key = api_key
+        self._ordered = OrderedWriter(self._write_result, release) if ordered else None
+
+    def take_seq(self) -> int:
+        return self._ordered.take() if self._ordered is not None else 0
+
+    def write_dead(self, line: bytes) -> None:
+        self._write(self._ledger.dead.write, line)
+
+    def succeeded(self, item: Item, reply: Success, attempts: int, latency: float) -> bytes:
+        """Count a success; returns its line, written by :meth:`finished`."""
+        stats = self._stats
+        stats.ok += 1
+        stats.prompt_tokens += reply.prompt_tokens
+        stats.completion_tokens += reply.completion_tokens
+        self.dead_letter(self.breaker.other())
+        return result_line(item, reply.body, attempts, latency)
+
+    def failed(self, item: Item, failure: Failure, attempts: int) -> None:
+        """A final failure: dead-letter it, or park it (breaker), or stop (quota)."""
+        if failure.type == "quota_exceeded":
+            self._halt("quota", failure)  # the item stays pending: no retry helps today
+            return
+        parked = Parked(item, _redacted(failure, self._api_key), attempts)
+        if self.breaker.is_fatal(failure):
+            self.dead_letter(self.breaker.fatal(parked))
+            if self.breaker.tripped is not None:
+                self._halt("fatal", self.breaker.tripped)
+            return
+        self.dead_letter([parked, *self.breaker.other()])
+
+    def dead_letter(self, entries: list[Parked]) -> None:
+        for p in entries:
+            self.write_dead(dead_line(p.item, p.failure, p.attempts))
+            self._stats.dead += 1
+            self._stats.dead_by_status[failure_key(p.failure)] += 1
+
+    def finished(self, seq: int, line: bytes | None) -> None:
+        """The item is over: write its result (in order, with ``--ordered``)."""
+        if self._ordered is not None:
+            self._ordered.put(seq, line)  # releases read-ahead as lines leave the buffer
+            return
+        try:
+            if line is not None:
+                self._write_result(line)
+        finally:
+            self._release()
+
+    def close(self, completed: bool) -> None:
+        """End of the run: parked failures of a run that did not trip are dead; what the
+        reorder buffer still holds is written."""
+        try:
+            if completed:
+                self.dead_letter(self.breaker.close())
+        finally:
+            if self._ordered is not None:
+                self._ordered.flush_all()
+
+    @property
+    def buffered(self) -> int:
+        return self._ordered.buffered if self._ordered is not None else 0
+
+    def _write_result(self, line: bytes) -> None:
+        self._write(self._ledger.results.write, line)
+
+    def _write(self, write: Callable[[bytes], None], line: bytes) -> None:
+        try:
+            write(line)
+        except OutputWriteError as exc:
+            self._on_write_error(exc)
+            raise
+
+
+def failure_key(failure: Failure) -> str:
+    """How a failure is counted: its HTTP status, or its type when that says more."""
+    code = failure.status_code
+    return str(code) if code is not None and code != 200 else failure.type
+
+
+def _redacted(failure: Failure, api_key: str | None) -> Failure:
+    # A key too short to be a real one would only mangle ordinary words.
+    if not api_key or len(api_key) < _MIN_KEY or api_key not in failure.message:
+        return failure
+    message = failure.message.replace(api_key, "[redacted]")
+    return Failure(failure.retryable, failure.status_code, failure.type, message)
