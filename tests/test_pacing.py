@@ -125,12 +125,12 @@ def test_rate_is_capped_in_every_one_second_window(rps: int) -> None:
     first_second = bisect.bisect_right(stamps, 1.0)
     assert first_second <= limit, f"start-up burst: {first_second} in the first second"
     assert first_second >= rps  # and the first second is not starved either
-    assert max_in_window(stamps) <= limit
+    assert max_in_window(stamps) <= rps  # the sliding-window guard: an account's own limit
     assert len(stamps) >= 0.99 * rps * SIMULATED
     # Spot-check every whole second, not only the busiest window.
     for s in range(int(SIMULATED)):
         in_second = bisect.bisect_right(stamps, s + 1.0) - bisect.bisect_left(stamps, float(s))
-        assert rps - 1 <= in_second <= limit
+        assert 0.99 * rps - 1 <= in_second <= limit
 
 
 def test_harness_detects_a_burst() -> None:
