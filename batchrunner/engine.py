@@ -81,6 +81,7 @@ class Engine:
         self.pacer: RatePacer
         self.token_budget: TokenBudget | None = None
         self.outcomes: Outcomes
+        self._sender: ItemSender | None = None
 
     # -- control -----------------------------------------------------------------------
 
@@ -195,41 +196,21 @@ class Engine:
             ordered=cfg.ordered,
             api_key=cfg.api_key,
         )
-        sender = ItemSender(self, client)
+        items = admit(cfg, ledger.state, self.stats, self.outcomes.write_dead, self._check_bodies)
         async with anyio.create_task_group() as outer:
             self._outer = outer
             outer.start_soon(self._sync_files, ledger)
-            outer.start_soon(self._tick)
             if self._stopping:
                 outer.start_soon(self._drain_deadline)
             with anyio.CancelScope() as items_scope:
                 self._items_scope = items_scope
                 async with anyio.create_task_group() as tg:
-                    await self._feed(tg, ledger, sender, window)
+                    self._sender = ItemSender(self, client, items, window, tg)
+                    self._sender.grow(self.adaptive.pool)
+                    outer.start_soon(self._tick)
             with contextlib.suppress(OutputWriteError):  # kept in self._fatal
                 self.outcomes.close(completed=not items_scope.cancel_called)
             outer.cancel_scope.cancel()
-
-    async def _feed(
-        self, tg: anyio.abc.TaskGroup, ledger: Ledger, sender: ItemSender, window: anyio.Semaphore
-    ) -> None:
-        write_dead = self.outcomes.write_dead
-        try:
-            items = admit(self.config, ledger.state, self.stats, write_dead, self._check_bodies)
-            for item in items:
-                if item is None:
-                    await anyio.lowlevel.checkpoint()
-                else:
-                    await window.acquire()
-                    if self._stopping:
-                        window.release()
-                if self._stopping:
-                    return
-                if item is not None:
-                    tg.start_soon(sender.item, item, self.outcomes.take_seq())
-        except OutputWriteError:
-            return  # kept in self._fatal; the run is aborting
-        self.stats.input_exhausted = True
 
     # -- what the sender asks ------------------------------------------------------------
 
@@ -295,6 +276,8 @@ class Engine:
         while True:
             await anyio.sleep(1.0)
             self.adaptive.tick(time.monotonic())
+            if self._sender is not None and not stats.input_exhausted:
+                self._sender.grow(self.adaptive.pool)
             stats.pool = self.adaptive.pool
             stats.current_rps = self.adaptive.rate
             stats.share_429 = self.adaptive.rate_limited_share

@@ -1,21 +1,28 @@
-"""All the attempts of one item, and its single outcome.
+"""The workers: each pulls the next item from the input, sends it, writes its outcome.
+
+A fixed pool of long-lived workers (as many as requests may be in flight) costs far less
+CPU per request than a task per item. An item that must wait out a backoff is handed to a
+task of its own, so that the worker — and its concurrency slot — go on with the next item.
 
 An attempt passes the gates in this order: a concurrency slot, its tokens (``--tpm``), its
 turn at the rate pacer — so that it leaves the moment the pacer says, and the pacer's spacing
-is what the server sees. A wait that a graceful stop cuts short sends nothing. Between
-attempts the item sleeps holding no slot.
+is what the server sees. A wait that a graceful stop cuts short sends nothing. Gates that are
+open are passed without a cancel scope or a trip through the event loop.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 
 from .breaker import Parked
 from .classify import Failure
 from .clients import Client, Success
+from .errors import OutputWriteError
 from .lines import Item
 
 if TYPE_CHECKING:
@@ -23,39 +30,106 @@ if TYPE_CHECKING:
 
 __all__ = ["ItemSender"]
 
+_DEFERRED = object()  # the item went on in a task of its own (a backoff)
+
 
 class ItemSender:
-    __slots__ = ("_client", "_engine")
+    __slots__ = ("_client", "_engine", "_items", "_tg", "_window", "workers")
 
-    def __init__(self, engine: Engine, client: Client) -> None:
-        self._engine, self._client = engine, client
+    def __init__(
+        self,
+        engine: Engine,
+        client: Client,
+        items: Iterator[Item | None],
+        window: anyio.Semaphore,
+        tg: anyio.abc.TaskGroup,
+    ) -> None:
+        self._engine, self._client, self._items = engine, client, items
+        self._window, self._tg = window, tg
+        self.workers = 0
 
-    async def item(self, item: Item, seq: int) -> None:
-        """Task body for one item; ``seq`` is its place in ``--ordered`` output."""
-        line = None
+    def grow(self, target: int) -> None:
+        """Start workers up to ``target``; extra ones retire by themselves."""
+        while self.workers < target and not self._engine.stopping:
+            self.workers += 1
+            self._tg.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        eng = self._engine
         try:
-            line = await self._attempts(item)
+            while not eng.stopping and self.workers <= eng.adaptive.pool:
+                if not await self._take_window():
+                    return
+                try:
+                    item = next(self._items, _END)
+                except OutputWriteError:
+                    self._window.release()
+                    return  # kept by the engine, which is aborting
+                if item is _END or item is None:
+                    self._window.release()
+                    if item is _END:
+                        eng.stats.input_exhausted = True
+                        return
+                    await anyio.lowlevel.checkpoint()
+                    continue
+                assert isinstance(item, Item)
+                await self._item(item, self._engine.outcomes.take_seq())
         finally:
-            self._engine.item_finished(seq, line)
+            self.workers -= 1
 
-    async def _attempts(self, item: Item) -> bytes | None:
-        """The result line, or None when the item was dead-lettered or left pending."""
+    async def _take_window(self) -> bool:
+        try:
+            self._window.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._window.acquire()
+        if self._engine.stopping:
+            self._window.release()
+            return False
+        return True
+
+    async def _item(self, item: Item, seq: int) -> None:
         eng = self._engine
         estimate = eng.estimate_tokens(item)
         too_large = eng.too_large(sum(estimate))
         if too_large is not None:
             eng.outcomes.dead_letter([Parked(item, too_large, 0)])
-            return None
+            eng.item_finished(seq, None)
+            return
         if not eng.admit_spending(item, estimate):
-            return None
-        try:
-            return await self._until_done(item, sum(estimate))
-        finally:
-            eng.release_spending(item, estimate)
+            eng.item_finished(seq, None)
+            return
+        await self._attempts(item, seq, estimate, 0, None)
 
-    async def _until_done(self, item: Item, tokens: int) -> bytes | None:
+    async def _attempts(
+        self, item: Item, seq: int, estimate: tuple[int, int], attempt: int, delay: float | None
+    ) -> None:
+        """Attempts from ``attempt + 1`` on (after sleeping ``delay``); finishes the item
+        unless it hands the rest to a backoff task."""
+        eng = self._engine
+        line = None
+        try:
+            line = await self._until_done(item, sum(estimate), attempt, delay, seq, estimate)
+        finally:
+            if line is not _DEFERRED:
+                eng.release_spending(item, estimate)
+                eng.item_finished(seq, line if isinstance(line, bytes) else None)
+
+    async def _until_done(
+        self,
+        item: Item,
+        tokens: int,
+        attempt: int,
+        delay: float | None,
+        seq: int,
+        estimate: tuple[int, int],
+    ) -> bytes | object | None:
         eng, stats = self._engine, self._engine.stats
-        attempt = 0
+        if delay is not None:
+            try:
+                with eng.waiting():
+                    await anyio.sleep(delay)
+            finally:
+                stats.retrying_now -= 1
         while not eng.stopping:
             attempt += 1
             reply, latency = await self._send_once(item, tokens)
@@ -63,23 +137,18 @@ class ItemSender:
                 return None  # stopped while waiting: the item stays pending
             if isinstance(reply, Success):
                 return eng.succeeded(item, reply, attempt, latency)
-            delay = eng.policy.delay(reply, attempt, eng.rng)
-            if delay is None:
+            wait = eng.policy.delay(reply, attempt, eng.rng)
+            if wait is None:
                 eng.outcomes.failed(item, eng.policy.final(reply, attempt), attempt)
                 return None
             stats.note_retry(reply)
-            try:
-                with eng.waiting():
-                    await anyio.sleep(delay)
-            finally:
-                stats.retrying_now -= 1
+            self._tg.start_soon(self._attempts, item, seq, estimate, attempt, wait)
+            return _DEFERRED
         return None
 
     async def _send_once(self, item: Item, tokens: int) -> tuple[Success | Failure | None, float]:
         eng, stats, adaptive = self._engine, self._engine.stats, self._engine.adaptive
-        with eng.waiting() as scope:
-            await adaptive.limiter.acquire()
-        if scope.cancelled_caught:
+        if not await _acquire(eng, adaptive.limiter):
             return None, 0.0
         reserved = 0
         reply: Success | Failure | None = None
@@ -89,9 +158,12 @@ class ItemSender:
                     reserved = await eng.token_budget.reserve(tokens)
                 if scope.cancelled_caught:
                     return None, 0.0
-            with eng.waiting() as scope:
-                await eng.pacer.acquire()
-            if scope.cancelled_caught or eng.stopping:
+            if not eng.pacer.unpaced:
+                with eng.waiting() as scope:
+                    await eng.pacer.acquire()
+                if scope.cancelled_caught:
+                    return None, 0.0
+            if eng.stopping:
                 return None, 0.0  # a wait that ended as the stop began must not send
             stats.sent += 1
             stats.in_flight += 1
@@ -100,13 +172,28 @@ class ItemSender:
                 reply = await self._client.send(eng.config.endpoint, item.body)
             finally:
                 stats.in_flight -= 1
-            latency = time.monotonic() - start
-            adaptive.answered(latency, _rate_limited(reply), time.monotonic())
-            return reply, latency
+            end = time.monotonic()
+            adaptive.answered(end - start, _rate_limited(reply), end)
+            return reply, end - start
         finally:
             adaptive.limiter.release()
             if eng.token_budget is not None and reserved:
                 eng.token_budget.settle(reserved, _tokens_used(reply))
+
+
+_END = object()
+
+
+async def _acquire(eng: Engine, limiter: anyio.CapacityLimiter) -> bool:
+    """A concurrency slot, without a cancel scope when one is free; False if stopping."""
+    try:
+        limiter.acquire_nowait()
+        return True
+    except anyio.WouldBlock:
+        pass
+    with eng.waiting() as scope:
+        await limiter.acquire()
+    return not scope.cancelled_caught
 
 
 def _tokens_used(reply: Success | Failure | None) -> int:
