@@ -38,7 +38,7 @@ from .prepare import scan_input
 from .pricing import CostMeter, price_table
 from .sender import ItemSender
 from .stats import RunStats
-from .tokens import CompletionEstimator, estimate_prompt_tokens
+from .tokens import CompletionEstimator, estimate_prompt_tokens, load_exact_tokenizer
 from .tpm import TokenBudget
 
 __all__ = ["Engine"]
@@ -139,6 +139,9 @@ class Engine:
         self.stats.total_lines = scan.lines
         change, old = check_manifest(cfg, scan)
         first = await anyio.to_thread.run_sync(first_item, cfg)
+        if cfg.tpm or cfg.max_tokens_total or cfg.max_cost:
+            # Loading the exact tokenizer takes ~1 s: not on the first request's path.
+            await anyio.to_thread.run_sync(load_exact_tokenizer)
         if cfg.preflight:
             await check_server(cfg, first)
         if change in ("grown", "edited"):
