@@ -75,9 +75,13 @@ def _detail(s: RunStats) -> str:
         f" · tokens {s.prompt_tokens + s.completion_tokens:,}"
     )
     if s.cost:
-        projected = f" → ${s.cost_projected:,.2f}" if s.cost_projected else ""
-        text += f" · ${s.cost:,.4f}{projected}"
+        projected = f" → {_usd(s.cost_projected)}" if s.cost_projected else ""
+        text += f" · {_usd(s.cost)}{projected}"
     return text
+
+
+def _usd(amount: float) -> str:
+    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
 
 
 def _this_run(n: int, stats: RunStats) -> str:
@@ -115,7 +119,7 @@ def summary_table(stats: RunStats, config: RunConfig) -> Table:
         ("tokens", f"{stats.prompt_tokens:,} prompt + {stats.completion_tokens:,} completion"),
     ]
     if stats.cost:
-        rows.append(("cost", f"${stats.cost:,.4f} (list prices; see README)"))
+        rows.append(("cost", f"{_usd(stats.cost)} (approximate list prices; see README)"))
     for k, v in rows:
         t.add_row(k, v)
     return t
