@@ -53,23 +53,22 @@ class LedgerState:
         return Counter(e.status_code for e in self.effective_dead().values())
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    """(line number, object) for each line of ``path``; ``None`` for a line that is not
-    a JSON object. A missing file yields nothing."""
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) of ``path``; a missing file has none."""
     try:
         f = path.open("rb")
     except FileNotFoundError:
         return
     with f:
-        for n, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                yield n, None
-                continue
-            yield n, obj if isinstance(obj, dict) else None
+        yield from enumerate(f, start=1)
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """(line number, object) for each non-blank line of ``path``; ``None`` for a line that
+    is not a JSON object. A missing file yields nothing."""
+    for n, raw in _lines(path):
+        if raw.strip():
+            yield n, _loads(raw)
 
 
 def scan(results_path: Path, dead_path: Path, with_fp: bool = True) -> LedgerState:
@@ -102,22 +101,17 @@ def scan_readonly(results_path: Path, dead_path: Path, with_fp: bool = True) -> 
 
 def _scan_results(path: Path, state: LedgerState, with_fp: bool) -> None:
     results = state.results
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        return
-    with f:
-        for n, raw in enumerate(f, start=1):
-            cid = None if with_fp else _leading_id(raw)
-            if cid is not None:
-                results[cid] = None
-                continue
-            obj = _loads(raw)
-            cid = obj.get("custom_id") if obj else None
-            if isinstance(cid, str):
-                results[cid] = _meta(obj).get("fp") if with_fp else None
-            elif raw.strip():
-                state.warnings.append(f"{path}:{n}: not a result line; ignored")
+    for n, raw in _lines(path):
+        cid = None if with_fp else _leading_id(raw)
+        if cid is not None:
+            results[cid] = None
+            continue
+        obj = _loads(raw)
+        cid = obj.get("custom_id") if obj else None
+        if isinstance(cid, str):
+            results[cid] = _meta(obj).get("fp") if with_fp else None
+        elif raw.strip():
+            state.warnings.append(f"{path}:{n}: not a result line; ignored")
 
 
 def _leading_id(raw: bytes) -> str | None:
