@@ -8,22 +8,14 @@ superseded. Nothing here prints; ``batchrunner dlq`` renders what these function
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import os
-import re
-from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from .config import ENDPOINTS
 from .errors import BatchRunnerError, LedgerError
 from .ledger import iter_jsonl, scan_readonly
-from .lines import BadLine, parse_line
 from .manifest import read_manifest
 from .records import KIND_INPUT, KIND_REQUEST
 
@@ -31,16 +23,10 @@ __all__ = [
     "DeadLetter",
     "DlqError",
     "DlqWriteError",
-    "Requeue",
     "RunFiles",
-    "Summary",
-    "build_requeue",
     "find_run",
     "live_entries",
-    "normalise",
     "select",
-    "summarise",
-    "write_requeue",
 ]
 
 
@@ -257,162 +243,3 @@ def _strings(value: Any) -> Iterator[str]:
 
 # Order matters: quoted strings first (their insides are not looked at again), then
 # uuids and long hex runs, then words holding digits.
-_QUOTED = re.compile(r"\"[^\"\n]*\"|(?<!\w)'[^'\n]*'(?!\w)")
-_UUID = re.compile(r"\b[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\b")
-_WORD = re.compile(r"[\w-]*\d[\w-]*")
-_NUMBER = re.compile(r"[-+]?\d+")
-_DIGITS = re.compile(r"\d+")
-_VERSION = re.compile(r"v\d+")
-_HEX = re.compile(r"(?=.*\d)[0-9a-fA-F]{8,}")
-
-
-def normalise(message: str) -> str:
-    """A message with its variable parts replaced, so alike messages group together.
-
-    Quoted strings become ``'<s>'``, numbers ``<n>``, and uuids, long hex runs and words
-    that mix lowercase letters and digits (ids, model names such as ``foo-1``) ``<id>``.
-    Upper-case names such as ``UTF-8`` and API versions (``v1``) are kept: they are not ids.
-    """
-    text = _QUOTED.sub("'<s>'", " ".join(message.split()))
-    text = _UUID.sub("<id>", text)
-    return _WORD.sub(_word, text)
-
-
-def _word(match: re.Match[str]) -> str:
-    word = match.group(0)
-    if _NUMBER.fullmatch(word):
-        return "<n>"
-    if _VERSION.fullmatch(word):  # /v1/chat/completions names an API, not an item
-        return word
-    if _HEX.fullmatch(word) or any(c.islower() for c in word):
-        return "<id>"
-    if any(c.isupper() for c in word):
-        return word
-    return _DIGITS.sub("<n>", word)  # digits and separators only, e.g. 12-34
-
-
-@dataclass(frozen=True, slots=True)
-class StatusCount:
-    status_code: int | None
-    type: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class MessageGroup:
-    """Messages alike once normalised; ``example`` is the first one seen."""
-
-    pattern: str
-    example: str
-    count: int
-    first_line: int | None
-    last_line: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    total: int
-    by_status: list[StatusCount]
-    messages: list[MessageGroup]
-    #: Message groups beyond the ``top`` shown.
-    more_messages: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(slots=True)
-class _Group:
-    example: str
-    count: int = 0
-    first: int | None = None
-    last: int | None = None
-
-    def add(self, line: int | None) -> None:
-        self.count += 1
-        if line is not None:
-            self.first = line if self.first is None else min(self.first, line)
-            self.last = line if self.last is None else max(self.last, line)
-
-
-def summarise(entries: Iterable[DeadLetter], top: int = 10) -> Summary:
-    """Counts by (status code, type) and the ``top`` most common normalised messages."""
-    total = 0
-    by_status: Counter[tuple[int | None, str]] = Counter()
-    groups: dict[str, _Group] = {}
-    for e in entries:
-        total += 1
-        by_status[(e.status_code, e.type)] += 1
-        groups.setdefault(normalise(e.message), _Group(e.message)).add(e.line)
-    statuses = [StatusCount(s, t, n) for (s, t), n in by_status.items()]
-    statuses.sort(key=lambda s: (-s.count, s.status_code or 0, s.type))
-    ranked = sorted(groups.items(), key=lambda kv: (-kv[1].count, kv[0]))
-    shown = [MessageGroup(p, g.example, g.count, g.first, g.last) for p, g in ranked[:top]]
-    return Summary(total, statuses, shown, max(len(ranked) - top, 0))
-
-
-# -- requeue --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Requeue:
-    """Input lines ready to write; entries left out, by type, and why (one example)."""
-
-    lines: list[bytes]
-    left_out: Counter[str]
-    reasons: dict[str, str]
-
-
-def build_requeue(entries: Iterable[DeadLetter], endpoint: str, model: str | None) -> Requeue:
-    """Each entry's original request as a Batch API input line, its body built exactly as
-    ``batchrunner run`` builds it (shorthand expanded, ``model`` added where missing)."""
-    if endpoint not in ENDPOINTS:
-        raise DlqError(f"unsupported endpoint {endpoint!r}; use one of {', '.join(ENDPOINTS)}")
-    out = Requeue([], Counter(), {})
-    written: set[str] = set()
-    for e in entries:
-        line = _requeue_line(e, endpoint, model, written)
-        if isinstance(line, bytes):
-            out.lines.append(line)
-        else:
-            out.left_out[line[0]] += 1
-            out.reasons.setdefault(*line)
-    return out
-
-
-def _requeue_line(
-    e: DeadLetter, endpoint: str, model: str | None, written: set[str]
-) -> bytes | tuple[str, str]:
-    """The input line for ``e``, or (type, why) it cannot be re-queued."""
-    if isinstance(e.request, str):
-        return e.type, "the line is raw text, not a JSON object"
-    if not isinstance(e.request, dict):
-        return e.type, "the line is not a JSON object"
-    # The same function as `batchrunner run`, so the body is what run would have sent.
-    parsed = parse_line(orjson.dumps(e.request), e.line or 0, endpoint, model)
-    if isinstance(parsed, BadLine):
-        return parsed.type, parsed.message
-    if parsed is None:  # cannot happen: a serialised object is never a blank line
-        return e.type, "empty request"
-    cid = e.custom_id or parsed.custom_id
-    if cid in written:  # a duplicate_custom_id line: its id is in the file already
-        return "duplicate_custom_id", "another re-queued entry has the same custom_id"
-    written.add(cid)
-    return orjson.dumps({"custom_id": cid, "body": parsed.body}) + b"\n"
-
-
-def write_requeue(path: Path, lines: Iterable[bytes], *, force: bool = False) -> None:
-    """Write ``lines`` to ``path``; refuse an existing file unless ``force``."""
-    try:
-        f = path.open("wb" if force else "xb")  # x: the existence check cannot race
-    except FileExistsError:
-        raise DlqError(f"{path} already exists; pass --force to overwrite it") from None
-    except OSError as exc:
-        raise DlqWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with f:
-            f.writelines(lines)
-    except OSError as exc:
-        with contextlib.suppress(OSError):  # half a file would pass for the whole list
-            path.unlink()
-        raise DlqWriteError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -17,19 +17,9 @@ from rich.table import Table
 from rich.text import Text
 
 from .config import ENDPOINTS
-from .dlq import (
-    DeadLetter,
-    DlqWriteError,
-    Requeue,
-    RunFiles,
-    Summary,
-    build_requeue,
-    find_run,
-    live_entries,
-    select,
-    summarise,
-    write_requeue,
-)
+from .dlq import DeadLetter, DlqWriteError, RunFiles, find_run, live_entries, select
+from .dlq_requeue import Requeue, build_requeue, write_requeue
+from .dlq_summary import Summary, summarise
 from .errors import BatchRunnerError
 
 __all__ = ["dlq"]

@@ -30,7 +30,9 @@ from conftest import (
     write_jsonl,
 )
 
-from batchrunner.dlq import DlqError, build_requeue, find_run, live_entries, normalise
+from batchrunner.dlq import DlqError, find_run, live_entries
+from batchrunner.dlq_requeue import build_requeue
+from batchrunner.dlq_summary import normalise
 from batchrunner.dlq_cli import dlq
 
 MODEL = "mistral-small-latest"
