@@ -31,9 +31,9 @@ from conftest import (
 )
 
 from batchrunner.dlq import DlqError, find_run, live_entries
+from batchrunner.dlq_cli import dlq
 from batchrunner.dlq_requeue import build_requeue
 from batchrunner.dlq_summary import normalise
-from batchrunner.dlq_cli import dlq
 
 MODEL = "mistral-small-latest"
 # The breaker is off: these runs are meant to dead-letter 401s and 404s, not to stop on them.
