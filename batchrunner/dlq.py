@@ -2,8 +2,9 @@
 
 An entry counts only while it is still dead, decided exactly as the ledger decides on
 resume: for a custom_id the last entry wins and any result for that id supersedes it; an
-input line that could not be sent is keyed by its line number (last wins) and is never
-superseded. Nothing here prints; ``batchrunner dlq`` renders what these functions return.
+input line that could not be sent is keyed by its line number (last wins) and is
+superseded by a result for that line (the line was fixed and sent). Nothing here prints;
+``batchrunner dlq`` renders what these functions return.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BatchRunnerError, LedgerError
-from .ledger import iter_jsonl, scan_readonly
+from .ledger import iter_jsonl, result_lines, scan_readonly
 from .manifest import read_manifest
 from .records import KIND_INPUT, KIND_REQUEST
 
@@ -135,6 +136,9 @@ def live_entries(
                 warn.append(f"{dead_letter}:{n}: not a dead-letter entry; ignored")
     except OSError as exc:
         raise DlqError(f"cannot read {dead_letter}: {exc.strerror or exc}") from None
+    if results is not None and by_line:
+        for line in result_lines(results, set(by_line)):  # fixed in the input and sent since
+            del by_line[line]
     return sorted([*by_id.values(), *by_line.values()], key=_order)
 
 

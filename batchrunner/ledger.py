@@ -26,7 +26,15 @@ from .records import KIND_INPUT
 _ID_PREFIX = b'{"custom_id":"'
 _ID_START = len(_ID_PREFIX)
 
-__all__ = ["DeadEntry", "Ledger", "LedgerState", "iter_jsonl", "scan", "scan_readonly"]
+__all__ = [
+    "DeadEntry",
+    "Ledger",
+    "LedgerState",
+    "iter_jsonl",
+    "result_lines",
+    "scan",
+    "scan_readonly",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,19 @@ def _scan_results(path: Path, state: LedgerState, with_fp: bool) -> None:
             results[cid] = _meta(obj).get("fp") if with_fp else None
         elif raw.strip():
             state.warnings.append(f"{path}:{n}: not a result line; ignored")
+
+
+def result_lines(path: Path, wanted: set[int]) -> set[int]:
+    """Which of the input lines ``wanted`` have a result in ``path``: an input line that was
+    dead-lettered as unusable, then fixed and sent, is no longer dead."""
+    found: set[int] = set()
+    if not wanted:
+        return found
+    for _, raw in _lines(path):
+        line = _meta(_loads(raw)).get("line")
+        if isinstance(line, int) and line in wanted:
+            found.add(line)
+    return found
 
 
 def _leading_id(raw: bytes) -> str | None:

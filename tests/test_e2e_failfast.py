@@ -192,3 +192,23 @@ def test_retry_dead_keeps_exactly_once_after_a_kill(
     assert sorted(ids(out)) == sorted(f"p{i}" for i in range(120))
     final = orjson.loads(run_cli("status", out, "--json").stdout)
     assert (final["done"], final["dead_lettered"]) == (120, 0)
+
+
+def test_a_bad_line_fixed_in_the_input_is_no_longer_dead(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
+    mock = mock_server()
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(b'{"custom_id": "a", "prompt": "fine"}\n{"custom_id": "b", "prompt": oops}\n')
+    out, dead = inp.with_suffix(".out.jsonl"), inp.with_suffix(".dead.jsonl")
+    assert run_cli(*args(inp, mock)).code == 1
+    summary = orjson.loads(run_cli("dlq", "summary", dead, "--json").stdout)
+    assert summary["total"] == 1
+    inp.write_bytes(inp.read_bytes().replace(b"oops", b'"fixed"'))
+    fixed = run_cli(*args(inp, mock, "--allow-changed-input"))
+    assert fixed.code == 0, fixed.stderr
+    assert sorted(ids(out)) == ["a", "b"]
+    summary = orjson.loads(run_cli("dlq", "summary", dead, "--json").stdout)
+    assert summary["total"] == 0
+    status = orjson.loads(run_cli("status", out, "--json").stdout)
+    assert (status["done"], status["dead_lettered"]) == (2, 0)
