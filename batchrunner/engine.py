@@ -174,6 +174,10 @@ class Engine:
         finally:
             self.stats.finished = time.monotonic()
             self.stats.cost = self.costs.spent()
+            unpriced = self.costs.unpriced()
+            if unpriced and self.stats.cost:
+                names = ", ".join(unpriced)
+                self.stats.warnings.append(f"no price for {names}: the cost leaves them out")
             if self._client is None:
                 with anyio.CancelScope(shield=True):
                     await client.aclose()

@@ -21,7 +21,7 @@ RUN_KEYS = frozenset(
         "max_attempts", "timeout", "server_url", "client", "mock", "backoff_base",
         "backoff_max", "max_retry_after", "drain_timeout", "quiet", "summary_json",
         "allow_changed_input", "breaker", "preflight", "tpm", "ordered", "reorder_buffer",
-        "max_tokens_total", "max_cost",
+        "max_tokens_total", "max_cost", "prices",
     }
 )  # fmt: skip
 MOCK_KEYS = frozenset(

@@ -24,6 +24,7 @@ from .classify import Failure
 from .clients import Client, Success
 from .errors import OutputWriteError
 from .lines import Item
+from .tpm import Reservation
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -150,7 +151,7 @@ class ItemSender:
         eng, stats, adaptive = self._engine, self._engine.stats, self._engine.adaptive
         if not await _acquire(eng, adaptive.limiter):
             return None, 0.0
-        reserved = 0
+        reserved: Reservation | None = None
         reply: Success | Failure | None = None
         try:
             if eng.token_budget is not None:
@@ -177,7 +178,7 @@ class ItemSender:
             return reply, end - start
         finally:
             adaptive.limiter.release()
-            if eng.token_budget is not None and reserved:
+            if eng.token_budget is not None and reserved is not None:
                 eng.token_budget.settle(reserved, _tokens_used(reply))
 
 

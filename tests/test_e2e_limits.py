@@ -212,14 +212,6 @@ def test_max_cost_stops_before_the_budget_and_resumes(
     assert chat_requests(mock) == n
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: jobfile.load_job puts the [prices] table back into the run settings as "
-        "'prices', then _check_keys refuses it (not in RUN_KEYS): any job file with "
-        '[prices."MODEL"] exits 2 with "unknown key(s) prices"'
-    ),
-)
 def test_max_cost_with_job_file_prices_stops_and_resumes(
     tmp_path: Path, mock_server: Callable[..., MockProc]
 ) -> None:

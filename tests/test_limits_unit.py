@@ -20,7 +20,7 @@ from batchrunner.budget import Spending
 from batchrunner.ordered import OrderedWriter
 from batchrunner.pacing import RatePacer
 from batchrunner.pricing import price_table
-from batchrunner.tpm import TokenBudget
+from batchrunner.tpm import Reservation, TokenBudget
 
 T = TypeVar("T")
 
@@ -87,7 +87,7 @@ async def drive_budget(
     async def worker() -> None:
         while True:
             reserved = await budget.reserve(estimate)
-            assert reserved == estimate
+            assert reserved.tokens == estimate
             t = loop.time() - t0
             if t >= SIMULATED:
                 return
@@ -142,20 +142,9 @@ def test_window_check_catches_a_start_up_burst() -> None:
         (60_000, 50, 20),  # many small requests
         (6_000, 120, 8),  # each request exactly the burst share (tpm / 50)
         (12_000, 30, 64),  # far more workers than the rate needs
-        pytest.param(
-            20_000,
-            1_000,
-            16,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "bug: TokenBudget.reserve acquires a request bigger than tpm/50 in "
-                    "chunks across awaits; concurrent requests interleave their chunks and "
-                    "are all sent when their last chunk comes, so sends cluster and a 60 s "
-                    "window holds ~1.1 x tpm"
-                ),
-            ),
-        ),
+        (20_000, 1_000, 16),  # requests much bigger than the burst share
+        (6_000, 360, 10),
+        (6_000, 360, 1),
     ],
 )
 def test_no_60s_window_admits_more_than_tpm(tpm: int, size: int, workers: int) -> None:
@@ -192,11 +181,12 @@ def test_underestimates_are_charged_to_later_reservations() -> None:
     assert total >= 0.95 * tpm * SIMULATED / WINDOW
 
 
-async def _waited(budget: TokenBudget, tokens: int) -> float:
+async def _waited(budget: TokenBudget, tokens: int) -> tuple[float, Reservation]:
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    assert await budget.reserve(tokens) == tokens
-    return loop.time() - t0
+    reservation = await budget.reserve(tokens)
+    assert reservation.tokens == tokens
+    return loop.time() - t0, reservation
 
 
 def test_settle_carries_credit_and_debt_to_the_next_reservation() -> None:
@@ -204,15 +194,21 @@ def test_settle_carries_credit_and_debt_to_the_next_reservation() -> None:
 
     async def main() -> list[float]:
         budget = TokenBudget(tpm)
-        waits = [await _waited(budget, 120)]  # the burst share: at once
-        budget.settle(120, 0)  # a failed attempt used nothing: all of it back
-        waits.append(await _waited(budget, 120))  # paid by the credit: at once
-        budget.settle(120, 120)
-        waits.append(await _waited(budget, 120))  # nothing carried: 120 / 98 s
-        budget.settle(120, 60)  # used half: 60 credited
-        waits.append(await _waited(budget, 120))  # only 60 to wait for: 60 / 98 s
-        budget.settle(120, 120 + 980)  # used 980 more than reserved: a debt
-        waits.append(await _waited(budget, 1))  # 981 to wait for: ~10 s
+        waits = []
+        wait, r = await _waited(budget, 120)  # the burst share: at once
+        waits.append(wait)
+        budget.settle(r, 0)  # a failed attempt used nothing: all of it back
+        wait, r = await _waited(budget, 120)  # paid by the credit: at once
+        waits.append(wait)
+        budget.settle(r, 120)
+        wait, r = await _waited(budget, 120)  # nothing carried: 120 / 98 s
+        waits.append(wait)
+        budget.settle(r, 60)  # used half: 60 credited
+        wait, r = await _waited(budget, 120)  # only 60 to wait for: 60 / 98 s
+        waits.append(wait)
+        budget.settle(r, 120 + 980)  # used 980 more than reserved: a debt
+        wait, _ = await _waited(budget, 1)  # 981 to wait for: ~10 s
+        waits.append(wait)
         return waits
 
     at_once, credited, plain, half, debt = run_virtual(main)
