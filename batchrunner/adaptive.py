@@ -1,7 +1,9 @@
 """Following the server: AIMD on the request rate, and a pool sized to the latency.
 
 A 429 cuts the rate by a factor (at most once per round trip, so one burst of 429s counts
-once); each second without one adds a small step back, up to ``--rps``. A run against a
+once) — and at least to just under what the server accepted over the last second, so a
+limit far below ``--rps`` is found in one step, not eight; each second without a 429 adds a
+small step back, up to ``--rps``. A run against a
 server whose real limit is below ``--rps`` so settles near that limit with few 429s instead
 of a retry storm. Without ``--concurrency`` the pool is sized by Little's law — enough
 requests in flight to keep the rate busy at the observed latency — and, with no rate cap
@@ -11,6 +13,7 @@ at all, the pool itself is what AIMD moves.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import anyio
 
@@ -19,6 +22,8 @@ from .pacing import RatePacer
 __all__ = ["Adaptive"]
 
 _CUT = 0.85
+#: After a 429, the rate goes at most to this share of what the server accepted last second.
+_ACCEPTED_SHARE = 0.95
 _POOL_CUT = 0.7
 _MAX_POOL = 1024
 _UNCAPPED_START = 32
@@ -31,6 +36,8 @@ class Adaptive:
     """Owns the pool size and the pace; the sender reports each answer to it."""
 
     __slots__ = (
+        "_accepted",
+        "_first",
         "_last_429",
         "_last_cut",
         "_last_grow",
@@ -54,6 +61,8 @@ class Adaptive:
         self._limiter = anyio.CapacityLimiter(self.pool)
         self._last_cut = self._last_429 = self._last_grow = -math.inf
         self._recent = self._recent_429 = 0.0
+        self._accepted: deque[float] = deque()  # when the last second's non-429 answers came
+        self._first: float | None = None
 
     @property
     def limiter(self) -> anyio.CapacityLimiter:
@@ -66,8 +75,13 @@ class Adaptive:
 
     def answered(self, latency: float, rate_limited: bool, now: float) -> None:
         self._recent += 1
+        if self._first is None:
+            self._first = now
         if not rate_limited:
             self.latency += _LATENCY_ALPHA * (latency - self.latency)
+            self._accepted.append(now)
+            while self._accepted[0] < now - 1.0:
+                self._accepted.popleft()
             return
         self._recent_429 += 1
         self._last_429 = now
@@ -75,7 +89,13 @@ class Adaptive:
             return  # the same burst of 429s: cut once
         self._last_cut = now
         if self.rate is not None and self.cap is not None:
-            self.rate = max(self.rate * _CUT, self.cap * 0.02, 0.1)
+            cut = self.rate * _CUT
+            if self._first is not None and now - self._first >= 1.0:
+                while self._accepted and self._accepted[0] < now - 1.0:
+                    self._accepted.popleft()
+                if self._accepted:  # none at all says nothing of the limit: plain cut
+                    cut = min(cut, len(self._accepted) * _ACCEPTED_SHARE)
+            self.rate = max(cut, self.cap * 0.02, 0.1)
             self._pacer.set_rate(self.rate)
         elif self.auto_pool:
             self._resize(max(1, int(self.pool * _POOL_CUT)))

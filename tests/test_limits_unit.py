@@ -524,3 +524,15 @@ def test_the_tighter_of_both_budgets_stops_admission() -> None:
     cheap = Spending(10, 1_000.0, PRICES)
     assert cheap.admit(MODEL, 6, 4)
     assert not cheap.admit(MODEL, 1, 0)  # money to spare, but not tokens
+
+
+def test_a_429_cuts_to_just_under_what_the_server_accepted() -> None:
+    """A limit far below --rps is found in one step: after a 429 the rate goes to 95% of
+    the answers the server accepted over the last second."""
+    pacer = RecordingPacer(100)
+    ad = Adaptive(100, None, pacer)
+    for k in range(60):  # 30 accepted answers in the second before the 429, 2 s in
+        ad.answered(0.01, False, now=1.0 + k / 30)
+    ad.answered(0.01, True, now=3.0)
+    assert ad.rate == pytest.approx(30 * 0.95)
+    assert pacer.rates == [ad.rate]
