@@ -190,6 +190,7 @@ class Engine:
         cfg = self.config
         self.pacer = RatePacer(cfg.rps)
         self.adaptive = Adaptive(cfg.rps, cfg.concurrency, self.pacer)
+        self.stats.pool = self.adaptive.pool
         self.token_budget = TokenBudget(cfg.tpm) if cfg.tpm else None
         read_ahead = cfg.reorder_buffer if cfg.ordered else max(1024, 8 * (cfg.concurrency or 128))
         window = anyio.Semaphore(read_ahead)

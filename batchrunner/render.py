@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,13 +18,25 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from .config import RunConfig
 from .stats import RunStats
 
-__all__ = ["Progress", "ProgressView", "summary_table"]
+__all__ = ["ProgressView", "summary_table"]
 
 _PLAIN_EVERY = 5.0
+
+
+class _RunProgress(Progress):
+    """The bar on one line and the counters on the next, so neither is cut on a narrow
+    terminal."""
+
+    detail = ""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        yield Text(self.detail, style="dim", overflow="fold")
 
 
 class ProgressView:
@@ -33,22 +46,21 @@ class ProgressView:
         self._stats, self._quiet, self._stream = stats, quiet, stream
         self._tty = stream.isatty()
         self._last_plain = time.monotonic()
-        self._progress: Progress | None = None
+        self._progress: _RunProgress | None = None
         self._task = TaskID(0)
 
     def __enter__(self) -> ProgressView:
         if not self._quiet and self._tty:
-            self._progress = Progress(
+            self._progress = _RunProgress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"),
                 TimeRemainingColumn(),
                 console=Console(file=self._stream),
                 refresh_per_second=4,
             )
             self._progress.start()
-            self._task = self._progress.add_task("run", total=None, detail="")
+            self._task = self._progress.add_task("batchrunner", total=None)
         return self
 
     def __exit__(
@@ -62,7 +74,8 @@ class ProgressView:
         s = self._stats
         if self._progress is not None:
             total = max(s.total_lines - s.blank - s.skipped_done, s.done) or None
-            self._progress.update(self._task, completed=s.done, total=total, detail=_detail(s))
+            self._progress.detail = _detail(s)
+            self._progress.update(self._task, completed=s.done, total=total)
         elif not self._quiet and time.monotonic() - self._last_plain >= _PLAIN_EVERY:
             self._last_plain = time.monotonic()
             print(f"progress: {s.done} done, {_detail(s)}", file=self._stream, flush=True)
