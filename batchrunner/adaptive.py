@@ -22,8 +22,14 @@ from .pacing import RatePacer
 __all__ = ["Adaptive"]
 
 _CUT = 0.85
-#: After a 429, the rate goes at most to this share of what the server accepted last second.
+#: After a 429, the rate goes at most to this share of what the server accepted lately
+#: (over the last second, or since the start when that is shorter but at least _MIN_SPAN).
 _ACCEPTED_SHARE = 0.95
+_GENTLE_CUT = 0.97
+_MIN_SPAN = 0.25
+#: For this long after a 429 the rate grows by 1 % of the rate it was cut to, a second,
+#: instead of 2.5 % of the cap: additive either way, gentle near the limit just found.
+_NEAR_LIMIT_FOR = 15.0
 _POOL_CUT = 0.7
 _MAX_POOL = 1024
 _UNCAPPED_START = 32
@@ -43,6 +49,7 @@ class Adaptive:
         "_last_grow",
         "_limiter",
         "_pacer",
+        "_probe",
         "_recent",
         "_recent_429",
         "auto_pool",
@@ -63,6 +70,7 @@ class Adaptive:
         self._recent = self._recent_429 = 0.0
         self._accepted: deque[float] = deque()  # when the last second's non-429 answers came
         self._first: float | None = None
+        self._probe = 0.5  # rate step per second just after a cut: 1 % of the rate found
 
     @property
     def limiter(self) -> anyio.CapacityLimiter:
@@ -89,16 +97,21 @@ class Adaptive:
             return  # the same burst of 429s: cut once
         self._last_cut = now
         if self.rate is not None and self.cap is not None:
-            cut = self.rate * _CUT
-            if self._first is not None and now - self._first >= 1.0:
-                while self._accepted and self._accepted[0] < now - 1.0:
-                    self._accepted.popleft()
-                if self._accepted:  # none at all says nothing of the limit: plain cut
-                    cut = min(cut, len(self._accepted) * _ACCEPTED_SHARE)
-            self.rate = max(cut, self.cap * 0.02, 0.1)
+            self.rate = max(self._cut_rate(self.rate, now), self.cap * 0.02, 0.1)
+            self._probe = max(0.2, self.rate * 0.01)
             self._pacer.set_rate(self.rate)
         elif self.auto_pool:
             self._resize(max(1, int(self.pool * _POOL_CUT)))
+
+    def _cut_rate(self, rate: float, now: float) -> float:
+        """Just under what the server accepted lately, when that is known; else a plain cut."""
+        assert self._first is not None
+        span = min(1.0, now - self._first)
+        while self._accepted and self._accepted[0] < now - span:
+            self._accepted.popleft()
+        if span < _MIN_SPAN or not self._accepted:  # none at all says nothing of the limit
+            return rate * _CUT
+        return min(rate * _GENTLE_CUT, len(self._accepted) / span * _ACCEPTED_SHARE)
 
     def tick(self, now: float) -> None:
         """Called about every second: grow back while no 429 comes; resize the pool."""
@@ -107,12 +120,19 @@ class Adaptive:
         if now - self._last_429 >= 1.0 and now - self._last_grow >= 1.0:
             self._last_grow = now
             if self.rate is not None and self.cap is not None and self.rate < self.cap:
-                self.rate = min(self.cap, self.rate + max(0.5, self.cap * 0.025))
+                self.rate = min(self.cap, self.rate + self._step(now))
                 self._pacer.set_rate(self.rate)
             elif self.rate is None and self.auto_pool and self.pool < _UNCAPPED_MAX:
                 self._resize(self.pool + 1)
         if self.auto_pool and self.rate is not None:
             self._resize(self._sized_pool())
+
+    def _step(self, now: float) -> float:
+        """Probe gently near a limit found lately; come back quickly once it is long gone."""
+        assert self.cap is not None and self.rate is not None
+        if now - self._last_429 < _NEAR_LIMIT_FOR:
+            return self._probe
+        return max(0.5, self.cap * 0.025)
 
     def _sized_pool(self) -> int:
         if self.rate is None:

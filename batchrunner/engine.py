@@ -170,6 +170,7 @@ class Engine:
         ledger = self._ledger
         client = self._client or make_client(self.config, self.config.concurrency or _MAX_POOL)
         try:
+            await client.warm_up()
             await self._pump(ledger, client)
         finally:
             self.stats.finished = time.monotonic()

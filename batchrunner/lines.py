@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from .config import ENDPOINTS
+from .idset import IdSet
 
 __all__ = ["BadLine", "Done", "Item", "fingerprint", "parse_line", "read_input"]
 
@@ -148,9 +149,9 @@ def read_input(
 
     With ``done``, a line whose id it accepts is yielded as a cheap :class:`Done` without
     building its request: resuming a million done ids costs one JSON parse each.
-    Only the ids are kept in memory, never the requests.
+    Only the ids' hashes are kept in memory (:class:`IdSet`), never the requests.
     """
-    seen: set[str] = set()
+    seen = IdSet()
     with path.open("rb") as f:
         for line_no, raw in enumerate(f, start=1):
             head = _head(raw, line_no)

@@ -41,13 +41,16 @@ class _Limiter(AsyncLimiter):
 class RatePacer:
     """Admits one request at a time at ``rps`` per second; ``None`` admits at once."""
 
-    __slots__ = ("_limiter", "_recent", "rps")
+    __slots__ = ("_limiter", "_lock", "_recent", "rps")
 
     def __init__(self, rps: float | None) -> None:
         # Build inside the running loop: aiolimiter binds to the loop that first uses it.
         self.rps = rps
         self._limiter = None if rps is None else _Limiter(_CAPACITY, _CAPACITY / rps)
         self._recent: deque[float] = deque(maxlen=_per_window(rps or 1))
+        # One task at a time through the bucket and the guard: tasks that each held a token
+        # while sleeping in the guard would all wake, and send, together.
+        self._lock = asyncio.Lock()
 
     @property
     def unpaced(self) -> bool:
@@ -56,13 +59,13 @@ class RatePacer:
     async def acquire(self) -> None:
         if self._limiter is None:
             return
-        await self._limiter.acquire()
-        loop = asyncio.get_running_loop()
-        recent = self._recent
-        # Only the task that got the last slot of a full window waits here; at most one.
-        while len(recent) == recent.maxlen and (wait := recent[0] + _WINDOW - loop.time()) > 0:
-            await asyncio.sleep(wait)
-        recent.append(loop.time())
+        async with self._lock:
+            await self._limiter.acquire()
+            loop = asyncio.get_running_loop()
+            recent = self._recent
+            while len(recent) == recent.maxlen and (wait := recent[0] + _WINDOW - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            recent.append(loop.time())
 
     def set_rate(self, rps: float) -> None:
         """Change the pace from now on (a pacer built with ``None`` stays unpaced)."""

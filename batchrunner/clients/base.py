@@ -25,6 +25,10 @@ class Client(Protocol):
         """One attempt, bounded by the run's timeout. Never raises for a failed request."""
         ...
 
+    async def warm_up(self) -> None:
+        """Make the first connection, so the first paced sends are not held up together."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
