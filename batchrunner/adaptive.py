@@ -15,9 +15,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
-import anyio
-
 from .pacing import RatePacer
+from .slots import Slots
 
 __all__ = ["Adaptive"]
 
@@ -65,7 +64,7 @@ class Adaptive:
         self.latency = 1.0  # seconds; a guess until answers come in
         self.pool = concurrency or self._sized_pool()
         self._pacer = pacer
-        self._limiter = anyio.CapacityLimiter(self.pool)
+        self._limiter = Slots(self.pool)
         self._last_cut = self._last_429 = self._last_grow = -math.inf
         self._recent = self._recent_429 = 0.0
         self._accepted: deque[float] = deque()  # when the last second's non-429 answers came
@@ -73,7 +72,7 @@ class Adaptive:
         self._probe = 0.5  # rate step per second just after a cut: 1 % of the rate found
 
     @property
-    def limiter(self) -> anyio.CapacityLimiter:
+    def limiter(self) -> Slots:
         return self._limiter
 
     @property

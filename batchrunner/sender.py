@@ -24,6 +24,7 @@ from .classify import Failure
 from .clients import Client, Success
 from .errors import OutputWriteError
 from .lines import Item
+from .slots import Slots
 from .tpm import Reservation
 
 if TYPE_CHECKING:
@@ -185,7 +186,7 @@ class ItemSender:
 _END = object()
 
 
-async def _acquire(eng: Engine, limiter: anyio.CapacityLimiter) -> bool:
+async def _acquire(eng: Engine, limiter: Slots) -> bool:
     """A concurrency slot, without a cancel scope when one is free; False if stopping."""
     try:
         limiter.acquire_nowait()
