@@ -26,6 +26,8 @@ _CUT = 0.85
 _ACCEPTED_SHARE = 0.95
 _GENTLE_CUT = 0.97
 _MIN_SPAN = 0.25
+#: Answers since a cut before "most are still 429s" may cut again within the second.
+_URGENT_MIN = 5
 #: For this long after a 429 the rate grows by 1 % of the rate it was cut to, a second,
 #: instead of 2.5 % of the cap: additive either way, gentle near the limit just found.
 _NEAR_LIMIT_FOR = 15.0
@@ -42,6 +44,7 @@ class Adaptive:
 
     __slots__ = (
         "_accepted",
+        "_answers_since_cut",
         "_first",
         "_last_429",
         "_last_cut",
@@ -51,6 +54,7 @@ class Adaptive:
         "_probe",
         "_recent",
         "_recent_429",
+        "_rejected_since_cut",
         "auto_pool",
         "cap",
         "latency",
@@ -70,6 +74,7 @@ class Adaptive:
         self._accepted: deque[float] = deque()  # when the last second's non-429 answers came
         self._first: float | None = None
         self._probe = 0.5  # rate step per second just after a cut: 1 % of the rate found
+        self._answers_since_cut = self._rejected_since_cut = 0
 
     @property
     def limiter(self) -> Slots:
@@ -82,6 +87,7 @@ class Adaptive:
 
     def answered(self, latency: float, rate_limited: bool, now: float) -> None:
         self._recent += 1
+        self._answers_since_cut += 1
         if self._first is None:
             self._first = now
         if not rate_limited:
@@ -92,15 +98,42 @@ class Adaptive:
             return
         self._recent_429 += 1
         self._last_429 = now
+        self._rejected_since_cut += 1
         if now - self._last_cut < max(1.0, self.latency):
-            return  # the same burst of 429s: cut once
+            # The same burst of 429s: cut once — unless most answers since the cut, to
+            # requests sent after it, are still 429s: the server's limit is far lower.
+            if now - latency < self._last_cut or not self._still_refused():
+                return
+            self._urgent_cut(now)
+            return
         self._last_cut = now
+        self._answers_since_cut = self._rejected_since_cut = 0
         if self.rate is not None and self.cap is not None:
-            self.rate = max(self._cut_rate(self.rate, now), self.cap * 0.02, 0.1)
-            self._probe = max(0.2, self.rate * 0.01)
-            self._pacer.set_rate(self.rate)
+            self._set_rate(self._cut_rate(self.rate, now))
         elif self.auto_pool:
             self._resize(max(1, int(self.pool * _POOL_CUT)))
+
+    def _still_refused(self) -> bool:
+        seen = self._answers_since_cut
+        return seen >= _URGENT_MIN and self._rejected_since_cut >= seen / 2
+
+    def _urgent_cut(self, now: float) -> None:
+        """Down towards what the server accepted in the last second, a step at a time."""
+        if self.rate is None:
+            return
+        while self._accepted and self._accepted[0] < now - 1.0:
+            self._accepted.popleft()
+        target = max(self.rate * _CUT, len(self._accepted) * _ACCEPTED_SHARE)
+        if target < self.rate * _GENTLE_CUT:
+            self._last_cut = now
+            self._answers_since_cut = self._rejected_since_cut = 0
+            self._set_rate(target)
+
+    def _set_rate(self, rate: float) -> None:
+        assert self.cap is not None
+        self.rate = max(rate, self.cap * 0.02, 0.1)
+        self._probe = max(0.2, self.rate * 0.01)
+        self._pacer.set_rate(self.rate)
 
     def _cut_rate(self, rate: float, now: float) -> float:
         """Just under what the server accepted lately, when that is known; else a plain cut."""
