@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ItemSender"]
 
-_DEFERRED = object()  # the item went on in a task of its own (a backoff)
-
 
 class ItemSender:
     __slots__ = ("_client", "_engine", "_items", "_tg", "_window", "workers")
@@ -75,7 +73,10 @@ class ItemSender:
                     await anyio.lowlevel.checkpoint()
                     continue
                 assert isinstance(item, Item)
-                await self._item(item, self._engine.outcomes.take_seq())
+                seq = eng.outcomes.take_seq()
+                estimate = eng.estimate_tokens(item)
+                if self._admitted(item, seq, estimate):
+                    await self._attempts(item, seq, estimate, 0, None)
         finally:
             self.workers -= 1
 
@@ -89,69 +90,63 @@ class ItemSender:
             return False
         return True
 
-    async def _item(self, item: Item, seq: int) -> None:
+    def _admitted(self, item: Item, seq: int, estimate: tuple[int, int]) -> bool:
+        """Whether the item may be sent at all (size against --tpm, the budget)."""
         eng = self._engine
-        estimate = eng.estimate_tokens(item)
         too_large = eng.too_large(sum(estimate))
         if too_large is not None:
             eng.outcomes.dead_letter([Parked(item, too_large, 0)])
             eng.item_finished(seq, None)
-            return
+            return False
         if not eng.admit_spending(item, estimate):
             eng.item_finished(seq, None)
-            return
-        await self._attempts(item, seq, estimate, 0, None)
+            return False
+        return True
 
     async def _attempts(
         self, item: Item, seq: int, estimate: tuple[int, int], attempt: int, delay: float | None
     ) -> None:
         """Attempts from ``attempt + 1`` on (after sleeping ``delay``); finishes the item
-        unless it hands the rest to a backoff task."""
-        eng = self._engine
-        line = None
-        try:
-            line = await self._until_done(item, sum(estimate), attempt, delay, seq, estimate)
-        finally:
-            if line is not _DEFERRED:
-                eng.release_spending(item, estimate)
-                eng.item_finished(seq, line if isinstance(line, bytes) else None)
-
-    async def _until_done(
-        self,
-        item: Item,
-        tokens: int,
-        attempt: int,
-        delay: float | None,
-        seq: int,
-        estimate: tuple[int, int],
-    ) -> bytes | object | None:
+        unless it hands the rest to a backoff task. One coroutine frame for all of it: every
+        frame here is walked again on each of the HTTP stack's own suspensions."""
         eng, stats = self._engine, self._engine.stats
-        if delay is not None:
-            try:
-                with eng.waiting():
-                    await anyio.sleep(delay)
-            finally:
-                stats.retrying_now -= 1
-        while not eng.stopping:
-            attempt += 1
-            reply, latency = await self._send_once(item, tokens)
-            if reply is None:
-                return None  # stopped while waiting: the item stays pending
-            if isinstance(reply, Success):
-                return eng.succeeded(item, reply, attempt, latency)
-            wait = eng.policy.delay(reply, attempt, eng.rng)
-            if wait is None:
-                eng.outcomes.failed(item, eng.policy.final(reply, attempt), attempt)
-                return None
-            stats.note_retry(reply)
-            self._tg.start_soon(self._attempts, item, seq, estimate, attempt, wait)
-            return _DEFERRED
-        return None
+        line: bytes | None = None
+        deferred = False
+        try:
+            if delay is not None:
+                try:
+                    with eng.waiting():
+                        await anyio.sleep(delay)
+                finally:
+                    stats.retrying_now -= 1
+            while not eng.stopping:
+                attempt += 1
+                reply, latency = await self._send_once(item, sum(estimate))
+                if reply is None:
+                    return  # stopped while waiting: the item stays pending
+                if isinstance(reply, Success):
+                    line = eng.succeeded(item, reply, attempt, latency)
+                    return
+                wait = eng.policy.delay(reply, attempt, eng.rng)
+                if wait is None:
+                    eng.outcomes.failed(item, eng.policy.final(reply, attempt), attempt)
+                    return
+                stats.note_retry(reply)
+                self._tg.start_soon(self._attempts, item, seq, estimate, attempt, wait)
+                deferred = True
+                return
+        finally:
+            if not deferred:
+                eng.release_spending(item, estimate)
+                eng.item_finished(seq, line)
 
     async def _send_once(self, item: Item, tokens: int) -> tuple[Success | Failure | None, float]:
         eng, stats, adaptive = self._engine, self._engine.stats, self._engine.adaptive
-        if not await _acquire(eng, adaptive.limiter):
-            return None, 0.0
+        try:
+            adaptive.limiter.acquire_nowait()  # no coroutine, no scope when a slot is free
+        except anyio.WouldBlock:
+            if not await _acquire(eng, adaptive.limiter):
+                return None, 0.0
         reserved: Reservation | None = None
         reply: Success | Failure | None = None
         try:
@@ -187,12 +182,7 @@ _END = object()
 
 
 async def _acquire(eng: Engine, limiter: Slots) -> bool:
-    """A concurrency slot, without a cancel scope when one is free; False if stopping."""
-    try:
-        limiter.acquire_nowait()
-        return True
-    except anyio.WouldBlock:
-        pass
+    """Wait for a concurrency slot; False if the run began to stop meanwhile."""
     with eng.waiting() as scope:
         await limiter.acquire()
     return not scope.cancelled_caught
