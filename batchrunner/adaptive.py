@@ -92,9 +92,11 @@ class Adaptive:
             self._first = now
         if not rate_limited:
             self.latency += _LATENCY_ALPHA * (latency - self.latency)
-            self._accepted.append(now)
-            while self._accepted[0] < now - 1.0:
-                self._accepted.popleft()
+            if self.rate is not None:  # only a rate cut asks what was accepted
+                accepted = self._accepted
+                accepted.append(now)
+                while accepted[0] < now - 1.0:
+                    accepted.popleft()
             return
         self._recent_429 += 1
         self._last_429 = now

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import yarl
 
 from ..classify import (
     Failure,
@@ -25,7 +26,7 @@ __all__ = ["HttpClient"]
 
 
 class HttpClient:
-    __slots__ = ("_base", "_session", "_timeout")
+    __slots__ = ("_base", "_session", "_timeout", "_urls")
 
     def __init__(self, server_url: str, api_key: str | None, timeout: float, pool: int) -> None:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -39,11 +40,12 @@ class HttpClient:
         )
         self._base = server_url.rstrip("/")
         self._timeout = timeout
+        self._urls: dict[str, yarl.URL] = {}
 
     async def send(self, endpoint: str, body: dict[str, Any]) -> Success | Failure:
         data = orjson.dumps(body)
         try:
-            async with self._session.post(self._base + endpoint, data=data) as resp:
+            async with self._session.post(self._url(endpoint), data=data) as resp:
                 raw = await resp.read()
                 status, headers = resp.status, resp.headers
         except TimeoutError:
@@ -59,6 +61,13 @@ class HttpClient:
         if not isinstance(parsed, dict):
             return invalid_response("200 with a body that is not a JSON object")
         return usage_of(parsed)
+
+    def _url(self, endpoint: str) -> yarl.URL:
+        """The endpoint's URL, parsed once rather than on every request."""
+        url = self._urls.get(endpoint)
+        if url is None:
+            url = self._urls[endpoint] = yarl.URL(self._base + endpoint)
+        return url
 
     async def warm_up(self) -> None:
         """Resolve the host and open a connection before the pacer starts timing sends."""
