@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import selectors
-from collections.abc import Awaitable, Callable
 from itertools import pairwise
 from typing import TypeVar
 
@@ -14,6 +12,7 @@ import pytest
 from aiolimiter import AsyncLimiter
 from hypothesis import given
 from hypothesis import strategies as st
+from virtual_clock import run_virtual
 
 from batchrunner.adaptive import Adaptive
 from batchrunner.budget import Spending
@@ -23,46 +22,6 @@ from batchrunner.pricing import price_table
 from batchrunner.tpm import Reservation, TokenBudget
 
 T = TypeVar("T")
-
-# -- a virtual clock (the idea of tests/test_pacing.py) ------------------------------------
-
-START = 50_000.0  # a monotonic-like clock value, so float spacing is realistic
-TICK = 1e-6  # virtual cost of a loop iteration that does not wait
-
-
-class _VirtualSelector(selectors.SelectSelector):
-    """Never blocks: waiting for a timer moves the virtual clock to it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.now = START
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        ready = super().select(0)
-        if ready:
-            return ready
-        if timeout is None:
-            raise RuntimeError("deadlock: the loop would wait forever")
-        self.now += max(timeout, TICK)
-        return []
-
-
-class _VirtualLoop(asyncio.SelectorEventLoop):
-    def __init__(self) -> None:
-        self.clock = _VirtualSelector()
-        super().__init__(self.clock)
-
-    def time(self) -> float:
-        return self.clock.now
-
-
-def run_virtual(main: Callable[[], Awaitable[T]]) -> T:
-    async def wrapped() -> T:
-        return await main()
-
-    with asyncio.Runner(loop_factory=_VirtualLoop) as runner:
-        return runner.run(wrapped())
-
 
 # -- TokenBudget ------------------------------------------------------------------------
 
