@@ -62,8 +62,19 @@ def _result(cid: str, prompt: str, line: int, fp: str) -> dict[str, object]:
 def time_resume(inp: Path) -> tuple[float, float, str]:
     """(wall seconds, peak RSS MiB, the run's stderr) of one resume through the real CLI."""
     env = os.environ | {"MISTRAL_API_KEY": "bench"}
-    cmd = [sys.executable, "-m", "batchrunner", "run", str(inp), "--model", MODEL, "--quiet",
-           "--server-url", "http://127.0.0.1:9", "--no-preflight"]  # fmt: skip  (sends nothing)
+    cmd = [
+        sys.executable,
+        "-m",
+        "batchrunner",
+        "run",
+        str(inp),
+        "--model",
+        MODEL,
+        "--quiet",
+        "--server-url",
+        "http://127.0.0.1:9",
+        "--no-preflight",
+    ]  # fmt: skip  (sends nothing)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)

@@ -20,10 +20,8 @@ import argparse
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -121,33 +119,9 @@ class Measured:
 def run_child_rss(
     cmd: Sequence[str], env: dict[str, str], workdir: Path, timeout: float
 ) -> tuple[tp.ChildRun, float]:
-    """``throughput.run_child`` plus the child's peak RSS in MB (``ru_maxrss`` is in KiB)."""
-    err_path = workdir / "child.stderr"
-    with err_path.open("wb") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env
-        )
-        killer = threading.Timer(timeout, proc.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            killer.cancel()
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    child = tp.ChildRun(
-        wall_s=wall,
-        cpu_s=usage.ru_utime + usage.ru_stime,
-        returncode=proc.returncode,
-        stdout="",
-        stderr=err_path.read_text(errors="replace"),
-    )
-    return child, usage.ru_maxrss / 1024
+    """``throughput.run_child`` and the child's peak RSS in MB."""
+    child = tp.run_child(cmd, env, workdir, timeout)
+    return child, child.peak_rss_mb
 
 
 class Suite:

@@ -201,6 +201,7 @@ class ChildRun:
     returncode: int
     stdout: str
     stderr: str
+    peak_rss_mb: float = 0.0  # ru_maxrss of the child (KiB on Linux)
 
 
 def run_child(cmd: Sequence[str], env: dict[str, str], workdir: Path, timeout: float) -> ChildRun:
@@ -223,6 +224,7 @@ def run_child(cmd: Sequence[str], env: dict[str, str], workdir: Path, timeout: f
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     return ChildRun(
         wall_s=wall,
+        peak_rss_mb=usage.ru_maxrss / 1024,
         cpu_s=usage.ru_utime + usage.ru_stime,
         returncode=proc.returncode,
         stdout=out_path.read_text(errors="replace"),
