@@ -190,11 +190,13 @@ def _report(
             raise RunFailure(
                 f"cannot write the summary to {summary_path}: {exc.strerror}"
             ) from None
-    if stats.stop_message is not None:
+    if stats.stop_message is not None and stats.stop_reason != "interrupted":
         err.print(f"{stats.stop_message}.", markup=False, highlight=False)
         err.print(f"resume with: {config.command}", markup=False, highlight=False)
         sys.exit(_STOP_CODES.get(stats.stop_reason or "", EXIT_ERROR))
     if stats.stop_reason == "interrupted":
+        if stats.stop_message is not None:
+            err.print(f"{stats.stop_message}.", markup=False, highlight=False)
         err.print(f"interrupted: {stats.done:,} done this run, {stats.pending:,} pending.")
         err.print(f"resume with: {config.command}", markup=False, highlight=False)
         sys.exit(EXIT_INTERRUPTED)

@@ -220,6 +220,7 @@ class Engine:
             with contextlib.suppress(OutputWriteError):  # kept in self._fatal
                 self.outcomes.close(completed=not items_scope.cancel_called)
             outer.cancel_scope.cancel()
+        self._outer = None  # a signal from now on has nothing left to drain
 
     # -- what the sender asks ------------------------------------------------------------
 

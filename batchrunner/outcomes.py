@@ -3,6 +3,7 @@ pending). Every write is one synchronous call, so cancellation cannot cut it in 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from .breaker import CircuitBreaker, Parked
@@ -53,8 +54,10 @@ class Outcomes:
         stats.ok += 1
         stats.prompt_tokens += reply.prompt_tokens
         stats.completion_tokens += reply.completion_tokens
-        self.dead_letter(self.breaker.other())
-        return result_line(item, reply.body, attempts, latency)
+        line = result_line(item, reply.body, attempts, latency)
+        with contextlib.suppress(OutputWriteError):  # kept by the engine; the line still goes
+            self.dead_letter(self.breaker.other())
+        return line
 
     def failed(self, item: Item, failure: Failure, attempts: int) -> None:
         """A final failure: dead-letter it, or park it (breaker), or stop (quota)."""

@@ -12,6 +12,7 @@ open are passed without a cancel scope or a trip through the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -95,7 +96,8 @@ class ItemSender:
         eng = self._engine
         too_large = eng.too_large(sum(estimate))
         if too_large is not None:
-            eng.outcomes.dead_letter([Parked(item, too_large, 0)])
+            with contextlib.suppress(OutputWriteError):  # kept by the engine, aborting
+                eng.outcomes.dead_letter([Parked(item, too_large, 0)])
             eng.item_finished(seq, None)
             return False
         if not eng.admit_spending(item, estimate):
@@ -135,6 +137,8 @@ class ItemSender:
                 self._tg.start_soon(self._attempts, item, seq, estimate, attempt, wait)
                 deferred = True
                 return
+        except OutputWriteError:
+            pass  # the engine keeps it and is aborting the run
         finally:
             if not deferred:
                 eng.release_spending(item, estimate)

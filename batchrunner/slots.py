@@ -10,6 +10,7 @@ them while the run goes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 
 import anyio
@@ -57,7 +58,9 @@ class Slots:
             if fut.done() and not fut.cancelled():
                 self.release()  # handed a slot just as we were cancelled: give it back
             else:
-                self._waiters.remove(fut)
+                # A release in the same loop step may have dropped it already.
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(fut)
             raise
 
     def release(self) -> None:

@@ -212,3 +212,21 @@ def test_a_bad_line_fixed_in_the_input_is_no_longer_dead(
     assert summary["total"] == 0
     status = orjson.loads(run_cli("status", out, "--json").stdout)
     assert (status["done"], status["dead_lettered"]) == (2, 0)
+
+
+def test_quota_while_retries_wait_for_slots_pauses_cleanly(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
+    """The halt cancels waiters for a slot in the same step as answers release theirs."""
+    mock = mock_server("--latency-ms", "50")
+    rows = [
+        {"custom_id": "r1", "prompt": "[[mock:500]] r1"},
+        {"custom_id": "r2", "prompt": "[[mock:500]] r2"},
+        {"custom_id": "q", "prompt": "[[mock:quota]] q"},
+        *prompts(20),
+    ]
+    inp = write_jsonl(tmp_path / "in.jsonl", rows)
+    res = run_cli(*args(inp, mock, "--concurrency", "2", "--backoff-base", "0.001"))
+    assert res.code == 4, res.stderr
+    assert "Traceback" not in res.stderr and "quota" in res.stderr
+    assert "q" not in ids(inp.with_suffix(".out.jsonl")) + ids(inp.with_suffix(".dead.jsonl"))

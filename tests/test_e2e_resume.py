@@ -243,3 +243,25 @@ def test_write_failure_stops_cleanly_and_resumes(
     assert resumed.code == 0, resumed.stderr
     results, _ = outcome_ids(out, dead)
     assert sorted(results) == sorted(f"p{i}" for i in range(100))
+
+
+def test_a_dead_letter_write_failure_stops_cleanly(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
+    mock = mock_server()
+    filler = "x" * 400
+    rows = [{"custom_id": f"b{i}", "prompt": f"[[mock:400]] bad {i} {filler}"} for i in range(100)]
+    inp = write_jsonl(tmp_path / "in.jsonl", rows)
+    out, dead = tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchrunner", *map(str, run_args(inp, out, dead, mock))],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limit_file_size,
+    )
+    assert proc.returncode == 3, proc.stderr
+    message = proc.stderr.strip()
+    assert "\n" not in message and str(dead) in message and "Traceback" not in message
+    assert 0 < len(read_jsonl(dead)) < 100  # whole lines only

@@ -87,3 +87,19 @@ async def test_a_cancelled_waiter_neither_leaks_nor_loses_a_slot() -> None:
     with pytest.raises(asyncio.CancelledError):
         await late
     assert slots.borrowed_tokens == 0
+
+
+@pytest.mark.asyncio
+async def test_cancel_and_release_in_the_same_step() -> None:
+    """A stop cancels a waiter, and before it runs again another request releases its
+    slot: the waiter is already gone from the queue and must not fail looking for it."""
+    slots = Slots(1)
+    slots.acquire_nowait()
+    waiter = asyncio.ensure_future(slots.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    slots.release()  # same step: drops the cancelled waiter, keeps the slot free
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert slots.borrowed_tokens == 0
+    slots.acquire_nowait()  # and the slot is there to take
