@@ -34,9 +34,13 @@ def admit(
     results, dead = state.results, state.dead
     if config.retry_dead:
         dead = {k: v for k, v in dead.items() if not _retry(config, v)}
-    done = None if check_bodies else (lambda cid: cid in results or cid in dead)
+
+    def done(cid: str) -> bool:
+        return cid in results or cid in dead
+
     not_sent = 0
-    for entry in read_input(config.input_path, config.endpoint, config.model, done):
+    inp, endpoint, model = config.input_path, config.endpoint, config.model
+    for entry in read_input(inp, endpoint, model, done, compare_done=check_bodies):
         stats.read += 1
         if isinstance(entry, Item) and not _already_done(entry, results, dead, stats):
             yield entry

@@ -76,7 +76,12 @@ def cli() -> None:
 @click.option("--client", type=click.Choice(["http", "sdk"]), help="http (default) or sdk.")
 @click.option("--mock/--no-mock", default=None, help="Run against the embedded mock server.")
 @click.option("--restart", is_flag=True, default=None, help="Move old output aside and start over.")
-@click.option("--allow-changed-input", is_flag=True, help="Resume although the input was edited.")
+@click.option(
+    "--allow-changed-input",
+    is_flag=True,
+    default=None,
+    help="Resume although the input was edited.",
+)
 @click.option(
     "--retry-dead", is_flag=True, default=None, help="Send this run's dead-lettered ids again."
 )
@@ -101,7 +106,8 @@ def run(input_: Path, **flags: Any) -> None:
     settings["command"] = resume_command()
     mock = bool(settings.pop("mock", False))
     quiet = bool(settings.pop("quiet", False))
-    summary_path = settings.pop("summary_json", None)
+    summary_json = settings.pop("summary_json", None)
+    summary_path = Path(summary_json) if summary_json is not None else None
     if mock:
         try:
             with running_mock(mock_settings) as url:

@@ -155,8 +155,11 @@ def _keep(
         by_line[entry.line] = entry
     elif entry.custom_id is None:
         return False
-    elif entry.custom_id not in done:  # a result supersedes every entry for its id
-        by_id[entry.custom_id] = entry
+    else:
+        if entry.line is not None:  # the line was fixed and sent since: its input entry goes
+            by_line.pop(entry.line, None)
+        if entry.custom_id not in done:  # a result supersedes every entry for its id
+            by_id[entry.custom_id] = entry
     return True
 
 

@@ -27,7 +27,7 @@ from .budget import Spending
 from .classify import Failure
 from .clients import Client, Success, make_client
 from .config import RunConfig
-from .errors import OutputWriteError
+from .errors import ConfigError, OutputWriteError
 from .ledger import Ledger
 from .lines import Item
 from .manifest import check_manifest, move_aside, previous_input_size, write_manifest
@@ -62,7 +62,10 @@ class Engine:
         )
         self.rng = random.Random(seed)
         self.breaker = CircuitBreaker(config.breaker)
-        self.prices = price_table(config.prices)
+        try:
+            self.prices = price_table(config.prices)
+        except ValueError as exc:
+            raise ConfigError(f"prices: {exc}") from None
         self.costs = CostMeter(self.prices)
         self.spending = Spending(config.max_tokens_total, config.max_cost, self.prices)
         self.completions = CompletionEstimator(config.endpoint)
@@ -110,7 +113,11 @@ class Engine:
         """Stop the run because of ``cause`` (a tripped breaker, a spent quota, the budget)."""
         if self.stop_cause is None:
             self.stop_cause = cause
-            self.stats.stop_message = _halt_message(reason, cause)
+            message = _halt_message(reason, cause)
+            key = self.config.api_key
+            if key and len(key) >= 8:  # the server's words may quote the key back
+                message = message.replace(key, "[redacted]")
+            self.stats.stop_message = message
         self.stop(reason)
 
     @contextmanager

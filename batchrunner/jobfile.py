@@ -48,6 +48,7 @@ def load_job(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ConfigError(f"job file {path}: [mock_server] must be a table")
     _check_keys(path, data, RUN_KEYS, "")
     _check_keys(path, mock, MOCK_KEYS, "mock_server.")
+    _check_types(path, data)
     if "input" not in data:
         raise ConfigError(f"job file {path} has no 'input'")
     base = path.parent
@@ -57,6 +58,34 @@ def load_job(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                 raise ConfigError(f"job file {path}: '{key}' must be a string path")
             data[key] = os.path.normpath(base / data[key])
     return data, mock
+
+
+_BOOL = frozenset({"mock", "quiet", "ordered", "allow_changed_input", "preflight"})
+_NUMBER = frozenset(
+    {"rps", "timeout", "backoff_base", "backoff_max", "max_retry_after", "drain_timeout",
+     "max_cost"}
+)  # fmt: skip
+_INT = frozenset(
+    {"concurrency", "max_attempts", "breaker", "tpm", "reorder_buffer", "max_tokens_total"}
+)
+_STR = frozenset({"endpoint", "model", "server_url", "client"})
+
+
+def _check_types(path: Path, data: dict[str, Any]) -> None:
+    """A job file's values have the types the options have: a quoted "false" is not false."""
+    for key, value in data.items():
+        if key in _BOOL:
+            ok, want = isinstance(value, bool), "true or false"
+        elif key in _INT:
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+        elif key in _NUMBER:
+            ok, want = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+        elif key in _STR:
+            ok, want = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"job file {path}: '{key}' must be {want}, not {value!r}")
 
 
 def _check_keys(path: Path, table: dict[str, Any], known: frozenset[str], prefix: str) -> None:

@@ -143,12 +143,19 @@ def _body_of(obj: dict[str, Any], endpoint: str) -> dict[str, Any] | str:
 
 
 def read_input(
-    path: Path, endpoint: str, model: str | None, done: Callable[[str], bool] | None = None
+    path: Path,
+    endpoint: str,
+    model: str | None,
+    done: Callable[[str], bool] | None = None,
+    compare_done: bool = False,
 ) -> Iterator[Item | BadLine | Done]:
     """Stream ``path`` line by line; a repeated custom_id makes the later line a :class:`BadLine`.
 
     With ``done``, a line whose id it accepts is yielded as a cheap :class:`Done` without
-    building its request: resuming a million done ids costs one JSON parse each.
+    building its request: resuming a million done ids costs one JSON parse each. With
+    ``compare_done`` too, a done line that still makes a request is yielded as its
+    :class:`Item`, so its body can be compared with what was sent (an edited input).
+    The first line to name an id claims it, whether or not that line can be sent.
     Only the ids' hashes are kept in memory (:class:`IdSet`), never the requests.
     """
     seen = IdSet()
@@ -160,15 +167,15 @@ def read_input(
                     yield head
                 continue
             obj, custom_id, stripped = head
-            if custom_id in seen:
+            if not seen.add(custom_id):
                 msg = f"duplicate custom_id {custom_id!r}; only its first line is sent"
                 yield BadLine(line_no, custom_id, obj, "duplicate_custom_id", msg, stripped)
                 continue
             if done is not None and done(custom_id):
-                seen.add(custom_id)
-                yield Done(custom_id, line_no)
+                if compare_done:
+                    parsed = _item(obj, custom_id, stripped, line_no, endpoint, model)
+                    yield parsed if isinstance(parsed, Item) else Done(custom_id, line_no)
+                else:
+                    yield Done(custom_id, line_no)
                 continue
-            parsed = _item(obj, custom_id, stripped, line_no, endpoint, model)
-            if isinstance(parsed, Item):
-                seen.add(custom_id)
-            yield parsed
+            yield _item(obj, custom_id, stripped, line_no, endpoint, model)

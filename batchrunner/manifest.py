@@ -39,6 +39,8 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
         data = orjson.loads(path.read_bytes())
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise LedgerError(f"cannot read {path}: {exc.strerror or exc}") from None
     except orjson.JSONDecodeError as exc:
         raise LedgerError(
             f"{path} is not valid JSON ({exc.msg}); remove it or use --restart"

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import ENDPOINTS
 from .errors import LedgerError
 from .ledger import scan_readonly
-from .lines import BadLine, read_input
+from .lines import BadLine, Done, read_input
 from .manifest import read_manifest
 
 __all__ = ["RunStatus", "run_status"]
@@ -44,48 +45,61 @@ class RunStatus:
 
 
 def run_status(results_path: Path) -> RunStatus:
-    """Count what the files say against the input the manifest names."""
+    """Count what the files say against the input the manifest names, deciding each line
+    the way a resumed run would."""
     manifest_path = results_path.with_name(results_path.name + ".manifest.json")
     manifest = read_manifest(manifest_path)
     if manifest is None:
         raise LedgerError(f"no run manifest at {manifest_path}: is {results_path} a results file?")
-    input_path = Path(str(manifest["input"]))
-    dead_path = Path(str(manifest["dead_letter"]))
-    state = scan_readonly(results_path, dead_path)
+    input_path, dead_path, endpoint, model = _run_of(manifest, manifest_path)
+    try:
+        state = scan_readonly(results_path, dead_path)
+    except OSError as exc:
+        raise LedgerError(f"cannot read the run's files: {exc.strerror or exc}") from None
     if not input_path.is_file():
         raise LedgerError(f"the run's input {input_path} no longer exists")
-    done = dead = pending = lines = 0
+    counts: Counter[str] = Counter()
     by_status: Counter[str] = Counter()
-    live_dead = state.effective_dead()
-    endpoint, model = str(manifest["endpoint"]), manifest.get("model")
-    for entry in read_input(input_path, endpoint, model if isinstance(model, str) else None):
-        lines += 1
+    results, live_dead = state.results, state.effective_dead()
+    for entry in read_input(input_path, endpoint, model, lambda c: c in results or c in live_dead):
+        counts["lines"] += 1
         if isinstance(entry, BadLine):
             if entry.line in state.dead_lines:
-                dead += 1
+                counts["dead"] += 1
                 by_status[entry.type] += 1
             else:
-                pending += 1
-        elif entry.custom_id in state.results:
-            done += 1
-        elif entry.custom_id in live_dead:
-            dead += 1
+                counts["pending"] += 1
+        elif isinstance(entry, Done) and entry.custom_id in results:
+            counts["done"] += 1
+        elif isinstance(entry, Done):
+            counts["dead"] += 1
             e = live_dead[entry.custom_id]
             by_status[str(e.status_code) if e.status_code is not None else e.type] += 1
         else:
-            pending += 1
+            counts["pending"] += 1
     command = manifest.get("command")
     return RunStatus(
         input=str(input_path),
-        input_lines=lines,
-        done=done,
-        dead=dead,
+        input_lines=counts["lines"],
+        done=counts["done"],
+        dead=counts["dead"],
         dead_by_status=dict(by_status),
-        pending=pending,
+        pending=counts["pending"],
         last_write=_last_write(results_path, dead_path),
         resume_command=command if isinstance(command, str) else None,
         warnings=state.warnings,
     )
+
+
+def _run_of(manifest: dict[str, Any], path: Path) -> tuple[Path, Path, str, str | None]:
+    """(input, dead-letter file, endpoint, model) from a manifest, or a one-line error."""
+    input_, dead, endpoint, model = (
+        manifest.get(k) for k in ("input", "dead_letter", "endpoint", "model")
+    )
+    if not (isinstance(input_, str) and isinstance(dead, str) and endpoint in ENDPOINTS):
+        raise LedgerError(f"{path} is not a batchrunner run manifest (missing or odd fields)")
+    assert isinstance(endpoint, str)
+    return Path(input_), Path(dead), endpoint, model if isinstance(model, str) else None
 
 
 def _last_write(*paths: Path) -> str | None:

@@ -358,8 +358,9 @@ def test_read_input_complete_last_line_without_newline(tmp_path: Path) -> None:
     assert [(type(e), e.custom_id, e.line) for e in entries] == [(Item, "a", 1), (Item, "b", 2)]
 
 
-def test_read_input_bad_line_does_not_claim_its_custom_id(tmp_path: Path) -> None:
-    # A line that cannot be sent does not make a later, valid line with its id a duplicate.
+def test_read_input_first_line_claims_its_custom_id_even_when_bad(tmp_path: Path) -> None:
+    # The first line to name an id claims it, sendable or not: otherwise whether a later
+    # line is a duplicate would depend on --model or an edit, and change between runs.
     path = write_lines(
         tmp_path / "in.jsonl",
         [b'{"custom_id": "a", "messages": []}', b'{"custom_id": "a", "prompt": "ok"}'],
@@ -367,7 +368,26 @@ def test_read_input_bad_line_does_not_claim_its_custom_id(tmp_path: Path) -> Non
     entries = list(read_input(path, CHAT, "m"))
     assert isinstance(entries[0], BadLine)
     assert entries[0].type == "no_request"
-    assert isinstance(entries[1], Item)
+    assert isinstance(entries[1], BadLine)
+    assert entries[1].type == "duplicate_custom_id"
+
+
+def test_read_input_done_ids_are_skipped_or_compared(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "in.jsonl",
+        [
+            b'{"custom_id": "a", "prompt": "x"}',
+            b'{"custom_id": "b", "body": 5}',
+            b'{"prompt": "y"}',
+        ],
+    )
+    done = {"a", "b"}.__contains__
+    fast = list(read_input(path, CHAT, "m", done))
+    assert [type(e).__name__ for e in fast] == ["Done", "Done", "Item"]
+    compared = list(read_input(path, CHAT, "m", done, compare_done=True))
+    # a done line that still makes a request comes back to be compared; one that no longer
+    # does is still done (its result stands), never dead-lettered
+    assert [type(e).__name__ for e in compared] == ["Item", "Done", "Item"]
 
 
 # --- properties -------------------------------------------------------------------------------

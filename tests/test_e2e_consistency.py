@@ -1,0 +1,136 @@
+"""`status`, `dlq` and a resumed run decide every line the same way; job-file settings
+behave like their flags. Through the real CLI against the real mock server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+from conftest import MockProc, read_jsonl, run_cli, write_jsonl
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "mistral-small-latest"
+
+
+def run(inp: Path, mock: MockProc, *extra: str) -> list[str | Path]:
+    return ["run", inp, "--server-url", mock.url, "--quiet", "--backoff-base", "0.01", *extra]
+
+
+def status(inp: Path) -> dict[str, int]:
+    res = run_cli("status", inp.with_name(inp.stem + ".results.jsonl"), "--json")
+    assert res.code == 0, res.stderr
+    data: dict[str, int] = orjson.loads(res.stdout)
+    return data
+
+
+def dlq_total(inp: Path) -> int:
+    res = run_cli("dlq", "summary", inp.with_name(inp.stem + ".dead.jsonl"), "--json")
+    assert res.code == 0, res.stderr
+    return int(orjson.loads(res.stdout)["total"])
+
+
+def test_status_agrees_after_a_resume_without_the_default_model(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
+    mock = mock_server()
+    rows = [{"custom_id": "a", "prompt": "x"}, {"custom_id": "b", "prompt": "y", "model": MODEL}]
+    inp = write_jsonl(tmp_path / "in.jsonl", rows)
+    assert run_cli(*run(inp, mock, "--model", MODEL)).code == 0
+    assert run_cli(*run(inp, mock)).code == 0  # nothing left to send, no --model needed
+    st = status(inp)
+    assert (st["done"], st["dead_lettered"], st["pending"]) == (2, 0, 0)
+
+
+def test_a_done_line_edited_into_a_bad_one_keeps_its_result(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
+    mock = mock_server()
+    rows = [{"custom_id": "a", "prompt": "x"}, {"custom_id": "b", "prompt": "y"}]
+    inp = write_jsonl(tmp_path / "in.jsonl", rows)
+    assert run_cli(*run(inp, mock, "--model", MODEL)).code == 0
+    inp.write_bytes(inp.read_bytes().replace(b'"prompt": "x"', b'"body": 5'))
+    again = run_cli(*run(inp, mock, "--model", MODEL, "--allow-changed-input"))
+    assert again.code == 0, again.stderr
+    assert read_jsonl(inp.with_name("in.dead.jsonl")) == []  # never in both files
+    st = status(inp)
+    assert (st["done"], st["dead_lettered"], st["pending"]) == (2, 0, 0)
+
+
+def test_first_line_claims_its_id_in_every_run(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
+    mock = mock_server()
+    rows = [
+        {"custom_id": "x", "prompt": "first"},
+        {"custom_id": "x", "prompt": "2", "model": MODEL},
+        {"custom_id": "y", "prompt": "ok", "model": MODEL},
+    ]
+    inp = write_jsonl(tmp_path / "in.jsonl", rows)
+    assert run_cli(*run(inp, mock)).code == 1  # line 1 has no model; line 2 is its duplicate
+    dead = read_jsonl(inp.with_name("in.dead.jsonl"))
+    assert sorted(d["error"]["type"] for d in dead) == ["duplicate_custom_id", "no_model"]
+    assert [r["custom_id"] for r in read_jsonl(inp.with_name("in.results.jsonl"))] == ["y"]
+    # With --model line 1 can be sent: it is, and its result supersedes its input entry;
+    # line 2 stays the duplicate it was.
+    assert run_cli(*run(inp, mock, "--model", MODEL)).code == 1
+    assert len(read_jsonl(inp.with_name("in.dead.jsonl"))) == 2  # no new entry
+    results = sorted(r["custom_id"] for r in read_jsonl(inp.with_name("in.results.jsonl")))
+    assert results == ["x", "y"]
+    st = status(inp)
+    assert (st["done"], st["dead_lettered"], st["pending"]) == (2, 1, 0)
+    assert dlq_total(inp) == 1
+
+
+def test_a_fixed_line_that_fails_again_is_counted_once_by_dlq(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
+    mock = mock_server()
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(b'{"custom_id": "a", "prompt": "ok"}\n{bad json\n')
+    assert run_cli(*run(inp, mock, "--model", MODEL)).code == 1
+    inp.write_bytes(
+        inp.read_bytes().replace(b"{bad json", b'{"custom_id": "b", "prompt": "[[mock:400]]"}')
+    )
+    assert run_cli(*run(inp, mock, "--model", MODEL, "--allow-changed-input")).code == 1
+    assert dlq_total(inp) == 1
+    st = status(inp)
+    assert (st["done"], st["dead_lettered"], st["pending"]) == (1, 1, 0)
+
+
+def test_job_file_summary_json_and_allow_changed_input(tmp_path: Path) -> None:
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"custom_id": "a", "prompt": "x"}])
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'input = "in.jsonl"\nmodel = "{MODEL}"\nmock = true\nquiet = true\n'
+        'summary_json = "summary.json"\nallow_changed_input = true\n'
+    )
+    assert run_cli("run", job).code == 0
+    assert orjson.loads((tmp_path / "summary.json").read_bytes())["ok"] == 1
+    inp.write_bytes(inp.read_bytes().replace(b'"x"', b'"changed"'))
+    again = run_cli("run", job)
+    assert again.code == 0, again.stderr
+    assert orjson.loads((tmp_path / "summary.json").read_bytes())["changed_since_done"] == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('mock = "false"', "true or false"),
+        ("server_url = 5", "a string"),
+        ('rps = "5"', "a number"),
+        ('[prices."m"]\ninput = "x"\noutput = 1', "prices"),
+    ],
+)
+def test_job_file_values_of_the_wrong_type_are_one_line_errors(
+    tmp_path: Path, line: str, words: str
+) -> None:
+    write_jsonl(tmp_path / "in.jsonl", [{"custom_id": "a", "prompt": "x"}])
+    job = tmp_path / "job.toml"
+    job.write_text(f'input = "in.jsonl"\nmodel = "{MODEL}"\n{line}\n')
+    res = run_cli("run", job)
+    assert res.code == 2, res.stderr
+    assert words in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
