@@ -207,7 +207,7 @@ def requeue(
     as they are (not JSON, not an object, no request) are left out and counted.
     """
     entries, run = _load(dead_letter, results)
-    _check_target(output, dead_letter, run.results)
+    _check_target(output, dead_letter, run.results, _manifest_str(run.manifest or {}, "input"))
     if not entries:
         _nothing(dead_letter)
         return
@@ -240,11 +240,17 @@ def _report(rq: Requeue, output: Path, endpoint: str) -> None:
     click.echo(f"send them with: batchrunner run {output}{hint}")
 
 
-def _check_target(output: Path, dead_letter: Path, results: Path | None) -> None:
-    """Never write over the files being read, --force or not."""
-    for keep in (dead_letter, results):
+def _check_target(
+    output: Path, dead_letter: Path, results: Path | None, run_input: str | None
+) -> None:
+    """Never write over the files being read, nor the run's own input, --force or not."""
+    keep_all = (dead_letter, results, Path(run_input) if run_input else None)
+    for keep in keep_all:
         if keep is not None and output.resolve() == keep.resolve():
-            raise DlqUsageError(f"-o {output} is the file being read; choose another file")
+            raise DlqUsageError(
+                f"-o {output} is one of the files being read (or the run's input); "
+                "choose another file"
+            )
 
 
 def _manifest_str(manifest: dict[str, Any], key: str) -> str | None:

@@ -134,3 +134,16 @@ def test_job_file_values_of_the_wrong_type_are_one_line_errors(
     assert res.code == 2, res.stderr
     assert words in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_requeue_never_overwrites_the_runs_input(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
+    mock = mock_server()
+    rows = [{"custom_id": "a", "prompt": "[[mock:400]] x"}, {"custom_id": "b", "prompt": "y"}]
+    inp = write_jsonl(tmp_path / "in.jsonl", rows)
+    before = inp.read_bytes()
+    assert run_cli(*run(inp, mock, "--model", MODEL)).code == 1
+    res = run_cli("dlq", "requeue", inp.with_name("in.dead.jsonl"), "-o", inp, "--force")
+    assert res.code == 2 and "input" in res.stderr
+    assert inp.read_bytes() == before
