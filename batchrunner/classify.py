@@ -6,6 +6,7 @@ functions, so the same server answer is classified the same way whichever client
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import math
 import time
@@ -22,6 +23,7 @@ __all__ = [
     "error_message",
     "invalid_response",
     "parse_retry_after",
+    "redacted",
     "timeout_failure",
 ]
 
@@ -34,6 +36,7 @@ _TYPES = {
     429: "rate_limited",
 }
 _MAX_MESSAGE = 500
+_MIN_KEY = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,16 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
     return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def redacted(failure: Failure, api_key: str | None) -> Failure:
+    """``failure`` with the key taken out of its message: a server may quote it back, and
+    the message goes to files, logs and the terminal. A key too short to be a real one
+    would only mangle ordinary words, so it is left alone."""
+    if not api_key or len(api_key) < _MIN_KEY or api_key not in failure.message:
+        return failure
+    message = failure.message.replace(api_key, "[redacted]")
+    return dataclasses.replace(failure, message=message)
 
 
 def _clip(text: str) -> str:

@@ -113,11 +113,7 @@ class Engine:
         """Stop the run because of ``cause`` (a tripped breaker, a spent quota, the budget)."""
         if self.stop_cause is None:
             self.stop_cause = cause
-            message = _halt_message(reason, cause)
-            key = self.config.api_key
-            if key and len(key) >= 8:  # the server's words may quote the key back
-                message = message.replace(key, "[redacted]")
-            self.stats.stop_message = message
+            self.stats.stop_message = _halt_message(reason, cause)
         self.stop(reason)
 
     @contextmanager
@@ -210,7 +206,6 @@ class Engine:
             on_write_error=self._write_failed,
             release=window.release,
             ordered=cfg.ordered,
-            api_key=cfg.api_key,
         )
         items = admit(cfg, ledger.state, self.stats, self.outcomes.write_dead, self._check_bodies)
         async with anyio.create_task_group() as outer:

@@ -18,8 +18,6 @@ from .stats import RunStats
 
 __all__ = ["Outcomes", "failure_key"]
 
-_MIN_KEY = 8
-
 
 class Outcomes:
     """The write side of a run. ``halt`` stops the run (breaker, quota); ``on_write_error``
@@ -35,11 +33,9 @@ class Outcomes:
         on_write_error: Callable[[OutputWriteError], None],
         release: Callable[[], None],
         ordered: bool,
-        api_key: str | None,
     ) -> None:
         self._ledger, self._stats, self.breaker = ledger, stats, breaker
         self._halt, self._on_write_error, self._release = halt, on_write_error, release
-        self._api_key = api_key
         self._ordered = OrderedWriter(self._write_result, release) if ordered else None
 
     def take_seq(self) -> int:
@@ -64,7 +60,7 @@ class Outcomes:
         if failure.type == "quota_exceeded":
             self._halt("quota", failure)  # the item stays pending: no retry helps today
             return
-        parked = Parked(item, _redacted(failure, self._api_key), attempts)
+        parked = Parked(item, failure, attempts)
         if self.breaker.is_fatal(failure):
             self.dead_letter(self.breaker.fatal(parked))
             if self.breaker.tripped is not None:
@@ -118,11 +114,3 @@ def failure_key(failure: Failure) -> str:
     """How a failure is counted: its HTTP status, or its type when that says more."""
     code = failure.status_code
     return str(code) if code is not None and code != 200 else failure.type
-
-
-def _redacted(failure: Failure, api_key: str | None) -> Failure:
-    # A key too short to be a real one would only mangle ordinary words.
-    if not api_key or len(api_key) < _MIN_KEY or api_key not in failure.message:
-        return failure
-    message = failure.message.replace(api_key, "[redacted]")
-    return Failure(failure.retryable, failure.status_code, failure.type, message)

@@ -21,7 +21,7 @@ import anyio
 import anyio.abc
 
 from .breaker import Parked
-from .classify import Failure
+from .classify import Failure, redacted
 from .clients import Client, Success
 from .errors import OutputWriteError
 from .lines import Item
@@ -174,6 +174,8 @@ class ItemSender:
             finally:
                 stats.in_flight -= 1
             end = time.monotonic()
+            if isinstance(reply, Failure):  # once, here: every later use of it is clean
+                reply = redacted(reply, eng.config.api_key)
             adaptive.answered(end - start, _rate_limited(reply), end)
             return reply, end - start
         finally:

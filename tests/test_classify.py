@@ -172,3 +172,14 @@ def test_long_text_is_clipped() -> None:
     long_json = error_message(orjson.dumps({"message": "m" * 800}))
     assert long_json == "m" * 500 + "…"
     assert error_message("e" * 500) == "e" * 500  # exactly at the limit: untouched
+
+
+def test_redacted_takes_the_key_out_of_a_message() -> None:
+    from batchrunner.classify import redacted
+
+    key = "sk-0123456789abcdef"
+    failure = Failure(False, 429, "quota_exceeded", f"quota spent for key {key}")
+    assert redacted(failure, key).message == "quota spent for key [redacted]"
+    assert redacted(failure, key).status_code == 429
+    short = Failure(False, 422, "validation_error", "mock: injected 422")
+    assert redacted(short, "k") is short  # a too-short key would mangle words
