@@ -218,14 +218,9 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
 
 
-def test_write_failure_stops_cleanly_and_resumes(
-    tmp_path: Path, mock_server: Callable[..., MockProc]
-) -> None:
-    mock = mock_server()
-    inp = write_jsonl(tmp_path / "in.jsonl", prompts(100))
-    out, dead = tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
-    args = run_args(inp, out, dead, mock)
-    proc = subprocess.run(
+def run_with_file_size_limit(args: list[str | Path]) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a process that may not write files past 8 KiB (RLIMIT_FSIZE)."""
+    return subprocess.run(
         [sys.executable, "-m", "batchrunner", *map(str, args)],
         env=cli_env(),
         capture_output=True,
@@ -233,6 +228,16 @@ def test_write_failure_stops_cleanly_and_resumes(
         timeout=60,
         preexec_fn=_limit_file_size,
     )
+
+
+def test_write_failure_stops_cleanly_and_resumes(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
+    mock = mock_server()
+    inp = write_jsonl(tmp_path / "in.jsonl", prompts(100))
+    out, dead = tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
+    args = run_args(inp, out, dead, mock)
+    proc = run_with_file_size_limit(args)
     assert proc.returncode == 3, proc.stderr
     message = proc.stderr.strip()
     assert "\n" not in message and str(out) in message and "too large" in message.lower()
@@ -253,14 +258,7 @@ def test_a_dead_letter_write_failure_stops_cleanly(
     rows = [{"custom_id": f"b{i}", "prompt": f"[[mock:400]] bad {i} {filler}"} for i in range(100)]
     inp = write_jsonl(tmp_path / "in.jsonl", rows)
     out, dead = tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
-    proc = subprocess.run(
-        [sys.executable, "-m", "batchrunner", *map(str, run_args(inp, out, dead, mock))],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=_limit_file_size,
-    )
+    proc = run_with_file_size_limit(run_args(inp, out, dead, mock))
     assert proc.returncode == 3, proc.stderr
     message = proc.stderr.strip()
     assert "\n" not in message and str(dead) in message and "Traceback" not in message
