@@ -259,7 +259,8 @@ class Engine:
         model = _model(item)
         self.completions.observe(reply.completion_tokens)
         self.costs.add(model, reply.prompt_tokens, reply.completion_tokens)
-        self.spending.spend(model, reply.prompt_tokens, reply.completion_tokens)
+        if self.spending.limited:  # per request: only when a budget asks for it
+            self.spending.spend(model, reply.prompt_tokens, reply.completion_tokens)
         return self.outcomes.succeeded(item, reply, attempts, latency)
 
     def item_finished(self, seq: int, line: bytes | None) -> None:
