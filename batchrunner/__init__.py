@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import anyio
 
-from .config import DEFAULT_SERVER_URL, ENDPOINTS, RunConfig, default_paths
-from .engine import Engine
-from .errors import BatchRunnerError, ConfigError, LedgerError, OutputWriteError
-from .stats import RunStats
+from batchrunner.config import DEFAULT_SERVER_URL, ENDPOINTS, RunConfig, default_paths
+from batchrunner.engine.run import Engine
+from batchrunner.engine.stats import RunStats
+from batchrunner.errors import BatchRunnerError, ConfigError, LedgerError, OutputWriteError
 
 __all__ = [
     "DEFAULT_SERVER_URL",

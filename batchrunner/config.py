@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .errors import ConfigError
+from batchrunner.errors import ConfigError
 
 __all__ = [
     "DEFAULT_SERVER_URL",

@@ -8,7 +8,7 @@
     └── OutputWriteError              an outcome could not be written (disk full, permission, ...)
 
 Per-item failures (a 429, a 400, a malformed line) are not exceptions: they are values
-(:class:`batchrunner.classify.Failure`) that end in the dead-letter file, so one bad item
+(:class:`batchrunner.clients.classify.Failure`) that end in the dead-letter file, so one bad item
 never stops a run.
 """
 

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from batchrunner.appendfile import AppendFile
+from batchrunner.ledger.appendfile import AppendFile
 
 LINE = b'{"custom_id":"req-0000001","response":{"status_code":200,"body":{}}}' + b" " * 380 + b"\n"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import orjson
 
-from batchrunner.lines import fingerprint
+from batchrunner.input.lines import fingerprint
 
 MODEL = "mistral-small-latest"
 

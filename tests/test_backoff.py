@@ -6,14 +6,16 @@ import random
 
 import pytest
 
-from batchrunner.backoff import RetryPolicy
-from batchrunner.classify import Failure
+from batchrunner.engine.retry import RetryPolicy
+from batchrunner.vocabulary import Failure
 
 DRAWS = 4000
 
 
 def retryable(retry_after: float | None = None) -> Failure:
-    return Failure(True, 429, "rate_limited", "slow down", retry_after)
+    return Failure(
+        type="rate_limited", status_code=429, message="slow down", retry_after=retry_after
+    )
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 4, 5, 6, 7, 8, 20, 200])
@@ -63,7 +65,7 @@ def test_never_below_retry_after(retry_after: float) -> None:
 
 
 def test_not_retryable_is_none() -> None:
-    failure = Failure(False, 400, "bad_request", "bad")
+    failure = Failure(type="bad_request", status_code=400, message="bad")
     assert RetryPolicy().delay(failure, 1, random.Random(0)) is None
 
 

@@ -8,8 +8,7 @@ import orjson
 import pytest
 from multidict import CIMultiDict
 
-from batchrunner.classify import (
-    Failure,
+from batchrunner.clients.classify import (
     classify_status,
     connection_failure,
     error_message,
@@ -17,6 +16,7 @@ from batchrunner.classify import (
     parse_retry_after,
     timeout_failure,
 )
+from batchrunner.vocabulary import Failure
 
 NOW = 1_750_000_000.0  # a fixed "current time" for HTTP-date tests
 
@@ -34,7 +34,7 @@ NOW = 1_750_000_000.0  # a fixed "current time" for HTTP-date tests
 )
 def test_client_errors_are_not_retryable(status: int, type_: str) -> None:
     f = classify_status(status, {"retry-after": "5"}, b'{"message": "nope"}')
-    assert f == Failure(False, status, type_, "nope", None)
+    assert f == Failure(type=type_, status_code=status, message="nope")
 
 
 def test_429_is_retryable_and_carries_retry_after() -> None:
@@ -175,11 +175,11 @@ def test_long_text_is_clipped() -> None:
 
 
 def test_redacted_takes_the_key_out_of_a_message() -> None:
-    from batchrunner.classify import redacted
+    from batchrunner.clients.classify import redacted
 
     key = "sk-0123456789abcdef"
-    failure = Failure(False, 429, "quota_exceeded", f"quota spent for key {key}")
+    failure = Failure(type="quota_exceeded", status_code=429, message=f"quota spent for key {key}")
     assert redacted(failure, key).message == "quota spent for key [redacted]"
     assert redacted(failure, key).status_code == 429
-    short = Failure(False, 422, "validation_error", "mock: injected 422")
+    short = Failure(type="validation_error", status_code=422, message="mock: injected 422")
     assert redacted(short, "k") is short  # a too-short key would mangle words

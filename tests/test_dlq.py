@@ -30,10 +30,10 @@ from conftest import (
     write_jsonl,
 )
 
-from batchrunner.dlq import DlqError, find_run, live_entries
-from batchrunner.dlq_cli import dlq
-from batchrunner.dlq_requeue import build_requeue
-from batchrunner.dlq_summary import normalise
+from batchrunner.cli.dlq import dlq
+from batchrunner.dlq.entries import DlqError, find_run, live_entries
+from batchrunner.dlq.requeue import build_requeue
+from batchrunner.dlq.summary import normalise
 
 MODEL = "mistral-small-latest"
 # The breaker is off: these runs are meant to dead-letter 401s and 404s, not to stop on them.

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from conftest import MockProc, read_jsonl, run_cli, start_mock, stop_mock, write_jsonl
 
-from batchrunner.pricing import DEFAULT_PRICES, Price
+from batchrunner.limits.pricing import DEFAULT_PRICES, Price
 
 pytestmark = pytest.mark.e2e
 

@@ -14,17 +14,22 @@ from pathlib import Path
 import orjson
 import pytest
 
-from batchrunner import manifest
-from batchrunner.appendfile import AppendFile, repair_torn_tail
-from batchrunner.classify import Failure
+from batchrunner.cli.jobfile import load_job
 from batchrunner.config import RunConfig
 from batchrunner.errors import ConfigError, LedgerError, OutputWriteError
-from batchrunner.jobfile import load_job
-from batchrunner.ledger import DeadEntry, scan
-from batchrunner.lines import BadLine, Item, parse_line, read_input
-from batchrunner.manifest import check_manifest, move_aside, previous_input_size, write_manifest
-from batchrunner.prepare import scan_input
-from batchrunner.records import dead_line, input_dead_line, result_line
+from batchrunner.input.lines import BadLine, Item, parse_line, read_input
+from batchrunner.input.scan import scan_input
+from batchrunner.ledger import manifest
+from batchrunner.ledger.appendfile import AppendFile, repair_torn_tail
+from batchrunner.ledger.manifest import (
+    check_manifest,
+    move_aside,
+    previous_input_size,
+    write_manifest,
+)
+from batchrunner.ledger.records import dead_line, input_dead_line, result_line
+from batchrunner.ledger.state import DeadEntry, scan
+from batchrunner.vocabulary import Failure
 
 CHAT = "/v1/chat/completions"
 
@@ -220,7 +225,7 @@ def make_item(cid: str, prompt: str = "hi") -> Item:
 
 
 def rejected(status: int = 400, type_: str = "bad_request") -> Failure:
-    return Failure(status in (429, 500), status, type_, "nope")
+    return Failure(type=type_, status_code=status, message="nope")
 
 
 def write(path: Path, *lines: bytes) -> Path:

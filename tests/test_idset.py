@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchrunner.idset import IdSet
+from batchrunner.input.idset import IdSet
 
 
 def test_add_reports_new_and_repeated_ids_across_growth() -> None:

@@ -14,12 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from virtual_clock import run_virtual
 
-from batchrunner.adaptive import Adaptive
-from batchrunner.budget import Spending
-from batchrunner.ordered import OrderedWriter
-from batchrunner.pacing import RatePacer
-from batchrunner.pricing import price_table
-from batchrunner.tpm import Reservation, TokenBudget
+from batchrunner.ledger.ordered import OrderedWriter
+from batchrunner.limits.adaptive import Adaptive
+from batchrunner.limits.pacing import RatePacer
+from batchrunner.limits.pricing import price_table
+from batchrunner.limits.spending import Spending
+from batchrunner.limits.tpm import Reservation, TokenBudget
 
 T = TypeVar("T")
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchrunner.classify import Failure
-from batchrunner.lines import BadLine, Item, fingerprint, parse_line, read_input
-from batchrunner.records import dead_line, input_dead_line
+from batchrunner.input.lines import BadLine, Item, fingerprint, parse_line, read_input
+from batchrunner.ledger.records import dead_line, input_dead_line
+from batchrunner.vocabulary import Failure
 
 CHAT = "/v1/chat/completions"
 EMBED = "/v1/embeddings"
@@ -255,7 +255,9 @@ def test_every_outcome_can_be_dead_lettered(raw: bytes, model: str | None) -> No
         record = orjson.loads(input_dead_line(parsed))
     else:
         assert isinstance(parsed, Item)
-        record = orjson.loads(dead_line(parsed, Failure(False, 400, "bad_request", "no"), 1))
+        record = orjson.loads(
+            dead_line(parsed, Failure(type="bad_request", status_code=400, message="no"), 1)
+        )
     assert record["line"] == 1
 
 
@@ -450,7 +452,9 @@ def test_parse_line_never_raises_and_keeps_the_line_number(
             assert parsed.custom_id
             assert "model" in parsed.body
             assert parsed.fp == fingerprint(parsed.body)
-            record = orjson.loads(dead_line(parsed, Failure(False, 400, "bad_request", "x"), 1))
+            record = orjson.loads(
+                dead_line(parsed, Failure(type="bad_request", status_code=400, message="x"), 1)
+            )
         else:
             assert parsed.type
             assert parsed.message

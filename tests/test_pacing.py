@@ -21,7 +21,7 @@ import pytest
 from aiolimiter import AsyncLimiter
 from virtual_clock import run_virtual
 
-from batchrunner.pacing import RatePacer
+from batchrunner.limits.pacing import RatePacer
 
 SIMULATED = 10.0
 WORKERS = 40

@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from batchrunner.pricing import DEFAULT_PRICES, CostMeter, ModelUsage, Price, cost, price_table
+from batchrunner.limits.pricing import (
+    DEFAULT_PRICES,
+    CostMeter,
+    ModelUsage,
+    Price,
+    cost,
+    price_table,
+)
 
 COMMON_MODELS = [
     "mistral-small-latest",

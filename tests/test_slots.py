@@ -8,7 +8,7 @@ import asyncio
 import anyio
 import pytest
 
-from batchrunner.slots import Slots
+from batchrunner.limits.slots import Slots
 
 
 @pytest.mark.asyncio

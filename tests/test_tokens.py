@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchrunner import tokens
-from batchrunner.tokens import (
+from batchrunner.limits import tokens
+from batchrunner.limits.tokens import (
     CHAT,
     EMBEDDING_INPUT_OVERHEAD_TOKENS,
     EMBEDDINGS,

@@ -2,12 +2,12 @@
 
 ``http`` posts the body as it is and keeps the raw JSON answer; ``sdk`` goes through the
 official ``mistralai`` SDK. Both return :class:`Success` or a
-:class:`~batchrunner.classify.Failure` classified the same way, and neither raises for an
+:class:`~batchrunner.clients.classify.Failure` classified the same way, and neither raises for an
 ordinary failed request.
 """
 
 from __future__ import annotations
 
-from .base import Client, Success, make_client
+from batchrunner.clients.base import Client, make_client
 
-__all__ = ["Client", "Success", "make_client"]
+__all__ = ["Client", "make_client"]

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..classify import Failure
-from ..config import RunConfig
+from batchrunner.config import RunConfig
+from batchrunner.vocabulary import Failure, Success
 
-__all__ = ["Client", "Success", "make_client", "usage_of"]
-
-
-@dataclass(frozen=True, slots=True)
-class Success:
-    """A 200 with a JSON object body; tokens from its ``usage``."""
-
-    body: dict[str, Any]
-    prompt_tokens: int
-    completion_tokens: int
+__all__ = ["Client", "make_client", "usage_of"]
 
 
 class Client(Protocol):
@@ -45,9 +35,9 @@ def usage_of(body: dict[str, Any]) -> Success:
 def make_client(config: RunConfig, concurrency: int) -> Client:
     """The client ``config.client`` names, sized for ``concurrency`` connections."""
     if config.client == "sdk":
-        from .sdk import SdkClient
+        from batchrunner.clients.sdk import SdkClient
 
         return SdkClient(config.server_url, config.api_key, config.timeout, concurrency)
-    from .http import HttpClient
+    from batchrunner.clients.http import HttpClient
 
     return HttpClient(config.server_url, config.api_key, config.timeout, concurrency)

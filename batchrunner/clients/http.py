@@ -13,14 +13,14 @@ import aiohttp
 import orjson
 import yarl
 
-from ..classify import (
-    Failure,
+from batchrunner.clients.base import usage_of
+from batchrunner.clients.classify import (
     classify_status,
     connection_failure,
     invalid_response,
     timeout_failure,
 )
-from .base import Success, usage_of
+from batchrunner.vocabulary import Failure, Success
 
 __all__ = ["HttpClient"]
 

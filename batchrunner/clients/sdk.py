@@ -15,14 +15,14 @@ import pydantic
 from mistralai.client import Mistral
 from mistralai.client.errors import MistralError, NoResponseError, ResponseValidationError
 
-from ..classify import (
-    Failure,
+from batchrunner.clients.base import usage_of
+from batchrunner.clients.classify import (
     classify_status,
     connection_failure,
     invalid_response,
     timeout_failure,
 )
-from .base import Success, usage_of
+from batchrunner.vocabulary import Failure, Success
 
 __all__ = ["SdkClient"]
 
@@ -48,7 +48,7 @@ class SdkClient:
                 response = await self._call(endpoint, body)
         except (TypeError, pydantic.ValidationError) as exc:
             message = f"the SDK rejected the request body: {exc}".splitlines()[0]
-            return Failure(False, None, "invalid_request", message)
+            return Failure(type="invalid_request", status_code=None, message=message)
         except ResponseValidationError as exc:
             return invalid_response(f"200 the SDK could not read: {exc.message}")
         except MistralError as exc:

@@ -1,0 +1,66 @@
+"""The CLI's side of a run: the engine plus signals and the progress display."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import anyio
+import anyio.abc
+
+from batchrunner.cli.progress import ProgressView
+from batchrunner.config import RunConfig
+from batchrunner.engine.run import Engine
+from batchrunner.engine.stats import RunStats
+from batchrunner.errors import BatchRunnerError
+
+__all__ = ["run_with_signals"]
+
+_TICK = 0.25
+
+
+def run_with_signals(config: RunConfig, *, quiet: bool) -> RunStats:
+    """Run ``config``; the first SIGINT/SIGTERM drains, the second aborts."""
+    return anyio.run(_main, config, quiet, backend="asyncio")
+
+
+async def _main(config: RunConfig, quiet: bool) -> RunStats:
+    engine = Engine(config)
+    await engine.open()
+    with ProgressView(engine.stats, quiet=quiet) as view:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, engine, quiet)
+            tg.start_soon(_refresh, view)
+            error: BatchRunnerError | None = None
+            try:
+                stats = await engine.run()
+            except BatchRunnerError as exc:
+                error = exc  # raised below, outside the task group that would wrap it
+            finally:
+                tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    return stats
+
+
+async def _watch_signals(engine: Engine, quiet: bool) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if not engine.stopping:
+                engine.stop("interrupted")
+                if not quiet:
+                    print(
+                        f"\n{name}: no new requests; finishing {engine.stats.in_flight} in flight "
+                        f"(up to {engine.config.drain_timeout:g} s). Again to abort now.",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            else:
+                engine.abort("interrupted")
+
+
+async def _refresh(view: ProgressView) -> None:
+    while True:
+        await anyio.sleep(_TICK)
+        view.update()

@@ -1,0 +1,81 @@
+"""``dlq requeue``: the requests still dead, as a new input file that ``run`` accepts."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from batchrunner.config import ENDPOINTS
+from batchrunner.dlq.entries import DeadLetter, DlqError, DlqWriteError
+from batchrunner.input.lines import BadLine, parse_line
+
+__all__ = ["Requeue", "build_requeue", "write_requeue"]
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """Input lines ready to write; entries left out, by type, and why (one example)."""
+
+    lines: list[bytes]
+    left_out: Counter[str]
+    reasons: dict[str, str]
+
+
+def build_requeue(entries: Iterable[DeadLetter], endpoint: str, model: str | None) -> Requeue:
+    """Each entry's original request as a Batch API input line, its body built exactly as
+    ``batchrunner run`` builds it (shorthand expanded, ``model`` added where missing)."""
+    if endpoint not in ENDPOINTS:
+        raise DlqError(f"unsupported endpoint {endpoint!r}; use one of {', '.join(ENDPOINTS)}")
+    out = Requeue([], Counter(), {})
+    written: set[str] = set()
+    for e in entries:
+        line = _requeue_line(e, endpoint, model, written)
+        if isinstance(line, bytes):
+            out.lines.append(line)
+        else:
+            out.left_out[line[0]] += 1
+            out.reasons.setdefault(*line)
+    return out
+
+
+def _requeue_line(
+    e: DeadLetter, endpoint: str, model: str | None, written: set[str]
+) -> bytes | tuple[str, str]:
+    """The input line for ``e``, or (type, why) it cannot be re-queued."""
+    if isinstance(e.request, str):
+        return e.type, "the line is raw text, not a JSON object"
+    if not isinstance(e.request, dict):
+        return e.type, "the line is not a JSON object"
+    # The same function as `batchrunner run`, so the body is what run would have sent.
+    parsed = parse_line(orjson.dumps(e.request), e.line or 0, endpoint, model)
+    if isinstance(parsed, BadLine):
+        return parsed.type, parsed.message
+    if parsed is None:  # cannot happen: a serialised object is never a blank line
+        return e.type, "empty request"
+    cid = e.custom_id or parsed.custom_id
+    if cid in written:  # a duplicate_custom_id line: its id is in the file already
+        return "duplicate_custom_id", "another re-queued entry has the same custom_id"
+    written.add(cid)
+    return orjson.dumps({"custom_id": cid, "body": parsed.body}) + b"\n"
+
+
+def write_requeue(path: Path, lines: Iterable[bytes], *, force: bool = False) -> None:
+    """Write ``lines`` to ``path``; refuse an existing file unless ``force``."""
+    try:
+        f = path.open("wb" if force else "xb")  # x: the existence check cannot race
+    except FileExistsError:
+        raise DlqError(f"{path} already exists; pass --force to overwrite it") from None
+    except OSError as exc:
+        raise DlqWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with f:
+            f.writelines(lines)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # half a file would pass for the whole list
+            path.unlink()
+        raise DlqWriteError(f"cannot write {path}: {exc.strerror or exc}") from None

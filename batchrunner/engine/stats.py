@@ -1,0 +1,110 @@
+"""Plain counters the engine updates and the CLI reads; the engine itself never prints."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchrunner.vocabulary import Failure, failure_key
+
+__all__ = ["RunStats"]
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Live counters of one run. ``done`` counts this run's outcomes only; ``skipped_done``
+    what earlier runs had already finished."""
+
+    total_lines: int = 0
+    read: int = 0
+    blank: int = 0
+    skipped_done: int = 0
+    skipped_dead: int = 0
+    changed_done: int = 0
+    ok: int = 0
+    dead: int = 0
+    dead_input: int = 0
+    sent: int = 0
+    retries: int = 0
+    retrying_now: int = 0
+    in_flight: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    dead_by_status: Counter[str] = field(default_factory=Counter)
+    retry_causes: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    input_exhausted: bool = False
+    stop_reason: str | None = None
+    pool: int = 0
+    current_rps: float | None = None
+    share_429: float = 0.0
+    cost: float = 0.0
+    cost_projected: float | None = None
+    #: A one-line explanation when the run stopped by itself (breaker, quota).
+    stop_message: str | None = None
+
+    def note_retry(self, failure: Failure) -> None:
+        """An attempt failed and the item will wait, then try again."""
+        self.retries += 1
+        self.retry_causes[failure_key(failure.status_code, failure.type)] += 1
+        self.retrying_now += 1
+
+    @property
+    def done(self) -> int:
+        return self.ok + self.dead
+
+    @property
+    def total_ok(self) -> int:
+        """Results in the file: this run's and earlier runs'."""
+        return self.ok + self.skipped_done - self.skipped_dead
+
+    @property
+    def total_dead(self) -> int:
+        """Items still dead-lettered: this run's and earlier runs'."""
+        return self.dead + self.skipped_dead
+
+    @property
+    def pending(self) -> int:
+        """Lines of the input not yet decided by this or an earlier run (blank ones excluded)."""
+        decided = self.done + self.skipped_done + self.blank
+        return max(self.total_lines - decided, 0)
+
+    @property
+    def elapsed(self) -> float:
+        end = self.finished if self.finished is not None else time.monotonic()
+        return end - self.started
+
+    @property
+    def rate(self) -> float:
+        """Requests sent per second (every attempt counts)."""
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total_lines": self.total_lines,
+            "blank_lines": self.blank,
+            "ok": self.ok,
+            "dead_lettered": self.dead,
+            "results_total": self.total_ok,
+            "dead_lettered_total": self.total_dead,
+            "dead_lettered_input_lines": self.dead_input,
+            "skipped_done": self.skipped_done,
+            "changed_since_done": self.changed_done,
+            "pending": self.pending,
+            "requests_sent": self.sent,
+            "retries": self.retries,
+            "retry_causes": dict(self.retry_causes),
+            "dead_by_status": dict(self.dead_by_status),
+            "cost_usd": round(self.cost, 6),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "elapsed_s": round(self.elapsed, 3),
+            "requests_per_s": round(self.rate, 2),
+            "stop_reason": self.stop_reason,
+            "stop_message": self.stop_message,
+            "warnings": list(self.warnings),
+        }

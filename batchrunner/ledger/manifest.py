@@ -1,0 +1,133 @@
+"""The run manifest: what a set of output files was produced from.
+
+Kept beside the results as ``<results>.manifest.json``. Resuming onto files made from a
+different input file or endpoint is refused; the same input whose content changed is
+allowed (appending lines is common) and reported.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from batchrunner.config import RunConfig
+from batchrunner.errors import LedgerError, OutputWriteError
+from batchrunner.input.scan import InputScan
+
+__all__ = [
+    "InputChange",
+    "check_manifest",
+    "move_aside",
+    "previous_input_size",
+    "read_manifest",
+    "write_manifest",
+]
+
+_VERSION = 1
+
+#: How the input differs from when the files were last written: ``new`` (no manifest),
+#: ``same``, ``grown`` (lines appended only) or ``edited`` (allowed by the config).
+InputChange = Literal["new", "same", "grown", "edited"]
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise LedgerError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise LedgerError(
+            f"{path} is not valid JSON ({exc.msg}); remove it or use --restart"
+        ) from None
+    return data if isinstance(data, dict) else None
+
+
+def _describe(config: RunConfig, scan: InputScan) -> dict[str, Any]:
+    return {
+        "version": _VERSION,
+        "input": str(config.input_path.resolve()),
+        "input_fingerprint": scan.fingerprint,
+        "input_size": scan.size,
+        "endpoint": config.endpoint,
+        "model": config.model,
+        "output": str(config.output_path.resolve()),
+        "dead_letter": str(config.dead_letter_path.resolve()),
+        "client": config.client,
+        "server_url": config.server_url,
+        "command": config.command,
+    }
+
+
+def previous_input_size(config: RunConfig) -> int | None:
+    """The input's size when the files were last written, to test for appended lines."""
+    old = read_manifest(config.manifest_path)
+    size = old.get("input_size") if old else None
+    return size if isinstance(size, int) else None
+
+
+def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dict[str, Any] | None]:
+    """Refuse files that belong to another run, or to an input edited since (unless allowed).
+
+    Returns how the input changed since the files were written, and the old manifest.
+    """
+    old = read_manifest(config.manifest_path)
+    if old is None:
+        return "new", None
+    new = _describe(config, scan)
+    for key, what in (("input", "input file"), ("endpoint", "endpoint")):
+        if old.get(key) != new[key]:
+            raise LedgerError(
+                f"{config.output_path} was produced from {what} {old.get(key)} and this run "
+                f"uses {new[key]}; pass --restart to start over (old files are kept) "
+                "or choose another -o/--dead-letter"
+            )
+    old_fp = old.get("input_fingerprint")
+    if old_fp == scan.fingerprint:
+        return "same", old
+    if scan.prefix_fingerprint is not None and scan.prefix_fingerprint == old_fp:
+        return "grown", old
+    if not config.allow_changed_input:
+        raise LedgerError(
+            f"{config.input_path} was edited since {config.output_path} was written; "
+            "pass --allow-changed-input to continue (done ids are not re-sent, changed ones "
+            "are counted) or --restart to start over (old files are kept)"
+        )
+    return "edited", old
+
+
+def write_manifest(config: RunConfig, scan: InputScan, started_at: str | None) -> None:
+    """Record what the files are produced from; ``started_at`` survives resumes."""
+    now = _iso(time.time())
+    data = _describe(config, scan) | {"started_at": started_at or now, "updated_at": now}
+    tmp = config.manifest_path.with_name(config.manifest_path.name + ".tmp")
+    try:
+        tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        os.replace(tmp, config.manifest_path)
+    except OSError as exc:
+        raise OutputWriteError(str(config.manifest_path), exc) from exc
+
+
+def move_aside(config: RunConfig) -> list[Path]:
+    """``--restart``: rename the old files with a timestamp; never delete them."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    moved = []
+    for path in (config.output_path, config.dead_letter_path, config.manifest_path):
+        if path.exists():
+            target = path.with_name(f"{path.name}.{stamp}.bak")
+            n = 1
+            while target.exists():  # two restarts within one second
+                n += 1
+                target = path.with_name(f"{path.name}.{stamp}-{n}.bak")
+            path.rename(target)
+            moved.append(target)
+    return moved
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

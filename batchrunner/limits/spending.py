@@ -1,0 +1,62 @@
+"""``--max-tokens-total`` / ``--max-cost``: stop admitting before the budget would be passed.
+
+An item is admitted only if what is spent, plus what the items in flight may still spend,
+plus its own estimate stays within the budget; the items in flight finish. The estimate of
+an admitted item is released when it ends, and what it really used is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from batchrunner.limits.pricing import Price, cost
+
+__all__ = ["Spending"]
+
+
+class Spending:
+    __slots__ = (
+        "_prices",
+        "cost_spent",
+        "max_cost",
+        "max_tokens",
+        "reserved_cost",
+        "reserved_tokens",
+        "tokens_spent",
+    )
+
+    def __init__(
+        self, max_tokens: int | None, max_cost: float | None, prices: Mapping[str, Price]
+    ) -> None:
+        self.max_tokens, self.max_cost, self._prices = max_tokens, max_cost, prices
+        self.tokens_spent = self.reserved_tokens = 0
+        self.cost_spent = self.reserved_cost = 0.0
+
+    @property
+    def limited(self) -> bool:
+        return self.max_tokens is not None or self.max_cost is not None
+
+    def admit(self, model: str, prompt: int, completion: int) -> bool:
+        """Reserve an item's estimate, or say it would pass the budget."""
+        tokens = prompt + completion
+        price = cost(model, prompt, completion, self._prices) or 0.0
+        if self.max_tokens is not None and (
+            self.tokens_spent + self.reserved_tokens + tokens > self.max_tokens
+        ):
+            return False
+        if (
+            self.max_cost is not None
+            and self.cost_spent + self.reserved_cost + price > self.max_cost
+        ):
+            return False
+        self.reserved_tokens += tokens
+        self.reserved_cost += price
+        return True
+
+    def release(self, model: str, prompt: int, completion: int) -> None:
+        self.reserved_tokens -= prompt + completion
+        self.reserved_cost -= cost(model, prompt, completion, self._prices) or 0.0
+
+    def spend(self, model: str, prompt: int, completion: int) -> None:
+        self.tokens_spent += prompt + completion
+        self.cost_spent += cost(model, prompt, completion, self._prices) or 0.0

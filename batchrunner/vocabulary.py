@@ -1,0 +1,133 @@
+"""The words every layer shares: what one attempt returns, the failure types, what each
+failure leads to, and why a run stops.
+
+Imports nothing from the package, so every layer may import it.
+
+What a failure leads to is decided here and nowhere else (:data:`ACTIONS`):
+
+======================  =============================================================
+action                  failure types
+======================  =============================================================
+``retry``               rate_limited, server_error, timeout, connection_error,
+                        invalid_response: back off and try again, up to the attempts
+``hold``                unauthorized, forbidden, not_found, invalid_model: parked by
+                        the circuit breaker; a streak of one cause stops the run
+``pause``               quota_exceeded: the run stops, the item stays pending
+``dead_letter``         everything else: written to the dead-letter file at once
+======================  =============================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal, get_args
+
+__all__ = [
+    "ACTIONS",
+    "Action",
+    "Failure",
+    "FailureType",
+    "InputProblem",
+    "StopReason",
+    "Success",
+    "action_of",
+    "failure_key",
+]
+
+#: Why one request failed (an attempt's answer, or the verdict after its attempts).
+FailureType = Literal[
+    # the server's answer or the transport
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "connection_error",
+    "invalid_response",
+    "quota_exceeded",
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "validation_error",
+    "client_error",
+    "invalid_model",
+    "invalid_request",
+    # decided by the runner
+    "retries_exhausted",
+    "retry_after_too_long",
+    "too_large",
+    "internal_error",
+]
+
+#: Why an input line cannot be sent at all (dead-lettered by line number).
+InputProblem = Literal[
+    "invalid_json",
+    "not_an_object",
+    "invalid_custom_id",
+    "duplicate_custom_id",
+    "no_request",
+    "no_model",
+    "invalid_request",
+]
+
+#: What a final failure leads to.
+Action = Literal["retry", "hold", "pause", "dead_letter"]
+
+#: Why a run stopped before its input was exhausted.
+StopReason = Literal["interrupted", "fatal", "quota", "budget", "write_error"]
+
+ACTIONS: Final[dict[FailureType, Action]] = {
+    "rate_limited": "retry",
+    "server_error": "retry",
+    "timeout": "retry",
+    "connection_error": "retry",
+    "invalid_response": "retry",
+    "unauthorized": "hold",
+    "forbidden": "hold",
+    "not_found": "hold",
+    "invalid_model": "hold",
+    "quota_exceeded": "pause",
+}
+
+FAILURE_TYPES: Final[frozenset[str]] = frozenset(get_args(FailureType))
+INPUT_PROBLEMS: Final[frozenset[str]] = frozenset(get_args(InputProblem))
+
+
+def action_of(type_: str) -> Action:
+    """What a failure of ``type_`` leads to (unknown types are dead-lettered)."""
+    return ACTIONS.get(type_, "dead_letter")  # type: ignore[call-overload, no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    """A 200 with a JSON object body; tokens from its ``usage``."""
+
+    body: dict[str, Any]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failure:
+    """Why one attempt (or, after the last one, the item) failed."""
+
+    type: FailureType
+    status_code: int | None
+    message: str
+    retry_after: float | None = None
+
+    @property
+    def action(self) -> Action:
+        return action_of(self.type)
+
+    @property
+    def retryable(self) -> bool:
+        return self.action == "retry"
+
+
+def failure_key(status_code: int | None, type_: str) -> str:
+    """The one key a failure is counted under, in the run summary, ``status`` and ``dlq``:
+    its HTTP status, or its type when there is no status or the status is a 200 (an
+    unusable 200 says nothing by its code)."""
+    if status_code is not None and status_code != 200:
+        return str(status_code)
+    return type_
