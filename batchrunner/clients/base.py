@@ -1,13 +1,12 @@
-"""The client protocol and the choice between implementations."""
+"""The protocol both clients implement, and reading token usage from an answer."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from batchrunner.config import RunConfig
 from batchrunner.vocabulary import Failure, Success
 
-__all__ = ["Client", "make_client", "usage_of"]
+__all__ = ["Client", "usage_of"]
 
 
 class Client(Protocol):
@@ -30,14 +29,3 @@ def usage_of(body: dict[str, Any]) -> Success:
         prompt = p if isinstance(p, int) else 0
         completion = c if isinstance(c, int) else 0
     return Success(body, prompt, completion)
-
-
-def make_client(config: RunConfig, concurrency: int) -> Client:
-    """The client ``config.client`` names, sized for ``concurrency`` connections."""
-    if config.client == "sdk":
-        from batchrunner.clients.sdk import SdkClient
-
-        return SdkClient(config.server_url, config.api_key, config.timeout, concurrency)
-    from batchrunner.clients.http import HttpClient
-
-    return HttpClient(config.server_url, config.api_key, config.timeout, concurrency)

@@ -180,7 +180,10 @@ class Engine:
         await self.open()
         assert self._ledger is not None
         ledger = self._ledger
-        client = self._client or make_client(self.config, self.config.concurrency or _MAX_POOL)
+        cfg = self.config
+        client = self._client or make_client(
+            cfg.client, cfg.server_url, cfg.api_key, cfg.timeout, cfg.concurrency or _MAX_POOL
+        )
         try:
             await client.warm_up()
             await self._pump(ledger, client)

@@ -1,0 +1,103 @@
+"""The package's shape, as ARCHITECTURE.md draws it: who may import whom, and no circles."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "batchrunner"
+
+_CORE = {"vocabulary", "errors", "config"}
+#: Each part of the package and the parts it may import (besides itself).
+ALLOWED: dict[str, set[str]] = {
+    "vocabulary": set(),
+    "errors": set(),
+    "config": {"errors", "vocabulary"},
+    "input": _CORE,
+    "clients": _CORE,
+    "limits": _CORE | {"input"},
+    "ledger": _CORE | {"input"},
+    "engine": _CORE | {"input", "clients", "limits", "ledger"},
+    "dlq": _CORE | {"input", "ledger"},
+    "mock": {"errors"},
+    "cli": _CORE | {"input", "clients", "limits", "ledger", "engine", "dlq", "mock"},
+    "__init__": _CORE | {"engine", "ledger", "mock"},
+    "__main__": {"cli"},
+}
+
+
+def _modules() -> Iterator[tuple[str, Path]]:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).with_suffix("")
+        parts = [p for p in rel.parts if p != "__init__"] or ["__init__"]
+        yield ".".join(parts), path
+
+
+def _imports(path: Path) -> Iterator[str]:
+    """The ``batchrunner.*`` modules a file imports, wherever the import stands."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            assert node.level == 0, f"{path}: relative import; use batchrunner.*"
+            if node.module.startswith("batchrunner"):
+                module = node.module.removeprefix("batchrunner").lstrip(".")
+                for alias in node.names:  # ``from batchrunner.mock import content``
+                    sub = f"{module}.{alias.name}".lstrip(".")
+                    yield (
+                        sub
+                        if (PACKAGE / sub.replace(".", "/")).with_suffix(".py").is_file()
+                        else (module or "__init__")
+                    )
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("batchrunner."):
+                    yield alias.name.removeprefix("batchrunner.")
+
+
+def _part(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_every_part_imports_only_what_it_may() -> None:
+    wrong = []
+    for module, path in _modules():
+        part = _part(module)
+        assert part in ALLOWED, f"{module}: a part ARCHITECTURE.md does not name"
+        for target in _imports(path):
+            other = _part(target)
+            if other != part and other not in ALLOWED[part]:
+                wrong.append(f"{module} imports {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_circle() -> None:
+    # Every import counts, lazy and TYPE_CHECKING ones too: a circle hidden in a function
+    # is still two modules that cannot be understood apart.
+    graph = {m: set(_imports(p)) for m, p in _modules()}
+    # Importing a package's submodule runs the package's __init__ first.
+    for module in list(graph):
+        graph[module] = {t for t in graph[module] if t in graph and t != module}
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                cycle = [*path[path.index(target) :], target] if target in path else [target]
+                raise AssertionError("import circle: " + " -> ".join(cycle))
+            if target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_every_subpackage_says_its_job_and_what_it_may_import() -> None:
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
+        assert doc, f"{init}: no docstring"
+        if init.parent.name not in ("mock", "clients"):
+            assert "May import" in doc, f"{init}: say what it may import"
