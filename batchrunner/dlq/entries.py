@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchrunner.errors import BatchRunnerError, LedgerError
+from batchrunner.errors import DlqError, DlqWriteError, LedgerError
 from batchrunner.ledger.manifest import read_manifest
 from batchrunner.ledger.records import KIND_INPUT, KIND_REQUEST
 from batchrunner.ledger.state import iter_jsonl, result_lines, scan_readonly
@@ -29,14 +29,6 @@ __all__ = [
     "live_entries",
     "select",
 ]
-
-
-class DlqError(BatchRunnerError):
-    """The dead-letter file (or what goes with it) cannot be used as asked."""
-
-
-class DlqWriteError(BatchRunnerError):
-    """A re-queue file could not be written."""
 
 
 @dataclass(frozen=True, slots=True)
