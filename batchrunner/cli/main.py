@@ -27,6 +27,7 @@ from batchrunner.config import DEFAULT_SERVER_URL, ENDPOINTS, RunConfig, default
 from batchrunner.engine.stats import RunStats
 from batchrunner.errors import BatchRunnerError, ConfigError, OutputWriteError
 from batchrunner.ledger.status import run_status
+from batchrunner.mock.cli import mock_server
 from batchrunner.mock.process import running_mock
 
 __all__ = ["main"]
@@ -237,33 +238,10 @@ def status(target: Path, as_json: bool) -> None:
         click.echo(f"warning: {warning}", err=True)
 
 
-@cli.command("mock-server")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, type=int, show_default=True, help="0 picks a free port.")
-@click.option("--latency-ms", default=0.0, type=float, show_default=True)
-@click.option("--jitter-ms", default=0.0, type=float, show_default=True)
-@click.option("--error-rate", default="", help="e.g. 429=0.1,500=0.05,timeout=0.01,reset=0.01")
-@click.option("--limit-rps", type=float, help="Answer 429 above this many requests/s.")
-@click.option("--limit-tpm", type=int, help="Answer 429 above this many tokens/minute.")
-@click.option("--seed", default=0, type=int, show_default=True)
-@click.option("--retry-after-ms", default=1000, type=int, show_default=True)
-@click.option("--require-key", envvar="MOCK_REQUIRE_KEY", help="Only accept this bearer key.")
-@click.option("--log", "log_path", type=click.Path(), help="Log every request as JSONL.")
-def mock_server(**opts: Any) -> None:
-    """A local HTTP server that speaks the Mistral API, with injectable faults."""
-    from batchrunner.mock import MockConfig, parse_error_rates, serve_forever
-
-    try:
-        rates = parse_error_rates(opts.pop("error_rate")) if opts["error_rate"] else {}
-    except ValueError as exc:
-        raise UsageFailure(str(exc)) from None
-    opts.pop("error_rate", None)
-    serve_forever(MockConfig(error_rates=rates, **opts))
-
-
 from batchrunner.cli.dlq import dlq  # noqa: E402  (a group of its own module; registered here)
 
 cli.add_command(dlq)
+cli.add_command(mock_server)
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """A real HTTP server that speaks the Mistral API, with injectable faults.
 
 Use :func:`start_server` inside a running event loop, :func:`serve_forever` to
-block, or ``python -m batchrunner.mock`` as a subprocess (its first stdout line
-is ``mock server listening on http://HOST:PORT``).
+block, or ``python -m batchrunner.mock`` (the same command as ``batchrunner
+mock-server``, :mod:`batchrunner.mock.cli`) as a subprocess: its first stdout line
+is ``mock server listening on http://HOST:PORT``.
 
 Scripted faults: put ``[[mock:429,500,timeout,reset,garbage,slow,quota]]`` in a
 request's text; attempt k of that same request gets the k-th fault, later

@@ -53,8 +53,9 @@ def running_mock(settings: dict[str, Any]) -> Iterator[str]:
         if not first.startswith(_PREFIX):
             proc.wait(timeout=10)
             errors.seek(0)
-            reason = errors.read().strip().splitlines()
-            raise ConfigError(f"the mock server did not start: {(reason or [first or '?'])[-1]}")
+            last = (errors.read().strip().splitlines() or [first or "?"])[-1]
+            reason = last.removeprefix("Error: ")  # click's prefix; ours follows
+            raise ConfigError(f"the mock server did not start: {reason}")
         yield first.removeprefix(_PREFIX)
     finally:
         proc.terminate()
