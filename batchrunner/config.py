@@ -1,22 +1,37 @@
-"""Run configuration: one frozen value that the CLI, a job file or a script builds."""
+"""Run configuration: one frozen value that the CLI, a job file or a script builds.
+
+The settings are defined here once. Each :class:`RunConfig` field that can be given from
+outside a script carries an :class:`Option` in its metadata (help line, spelling, whether a
+job file may set it); :func:`settings_of` reads them back, with each field's kind taken from
+its type. ``batchrunner run``'s flags, the job-file keys and their type checks, the defaults
+shown by ``--help`` and the type checks below all come from there.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import math
+import types
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from batchrunner.errors import ConfigError
 
 __all__ = [
     "DEFAULT_SERVER_URL",
     "ENDPOINTS",
+    "MAX_POOL",
+    "RUN_SETTINGS",
     "ClientKind",
+    "Kind",
+    "Option",
     "RunConfig",
+    "Setting",
     "default_paths",
+    "option",
+    "settings_of",
+    "type_problem",
 ]
 
 DEFAULT_SERVER_URL = "https://api.mistral.ai"
@@ -28,7 +43,112 @@ ENDPOINTS: dict[str, str] = {
     "/v1/fim/completions": "prompt",
 }
 
+#: Requests in flight at most when ``concurrency`` is not set: the ceiling of the adaptive
+#: pool and the HTTP client's connection limit. Higher buys nothing against one API host
+#: but sockets and memory; a user who needs more sets ``concurrency``.
+MAX_POOL = 1024
+
 ClientKind = Literal["http", "sdk"]
+
+#: What a setting holds, as a command line and a job file spell it.
+Kind = Literal["bool", "int", "number", "str", "path", "ints", "table"]
+
+_OPTION = "batchrunner.option"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Option:
+    """How one setting is given from outside a script: its flag and its job-file key.
+
+    ``key`` is its name on the command line (``--key-with-dashes``) and in job files, when
+    that is not the field's name. ``unset`` says in ``--help`` what the default means when
+    the default is None or computed. ``switch`` gives a boolean a ``--no-`` form; ``flag``
+    False makes a setting job-file only, ``job`` False command-line only; ``argument``
+    makes it the command's positional argument (``INPUT``).
+    """
+
+    help: str
+    key: str = ""
+    short: str = ""
+    unset: str = ""
+    choices: tuple[str, ...] = ()
+    envvar: str = ""
+    switch: bool = False
+    flag: bool = True
+    job: bool = True
+    argument: bool = False
+
+
+def option(help: str, **how: Any) -> dict[str, Option]:
+    """The metadata of a field that is an option: ``field(metadata=option("..."))``."""
+    return {_OPTION: Option(help=help, **how)}
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One option of a settings dataclass: field name, outside name, kind, default."""
+
+    name: str
+    key: str
+    kind: Kind
+    optional: bool
+    default: Any
+    option: Option
+    choices: tuple[str, ...]
+
+    @property
+    def flag(self) -> str:
+        """How the command line spells it: ``--max-attempts``, ``INPUT``."""
+        return self.key.upper() if self.option.argument else "--" + self.key.replace("_", "-")
+
+
+def settings_of(cls: type[Any]) -> tuple[Setting, ...]:
+    """The options of dataclass ``cls``, in field order (fields without an Option are left
+    out: they are set by the program, not by a user)."""
+    hints = get_type_hints(cls)
+    found = []
+    for f in fields(cls):
+        how = f.metadata.get(_OPTION)
+        if how is None:
+            continue
+        kind, optional, literal = _kind(hints[f.name])
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        default = None if default is MISSING else default
+        choices = how.choices or literal
+        found.append(Setting(f.name, how.key or f.name, kind, optional, default, how, choices))
+    return tuple(found)
+
+
+def _kind(hint: Any) -> tuple[Kind, bool, tuple[str, ...]]:
+    """(kind, None allowed, the Literal's values) of a field's type."""
+    args = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
+    optional = type(None) in args
+    (base,) = (a for a in args if a is not type(None))
+    origin = get_origin(base)
+    if origin is Literal:
+        return "str", optional, tuple(get_args(base))
+    kinds: dict[Any, Kind] = {bool: "bool", int: "int", float: "number", str: "str", Path: "path"}
+    if base in kinds:
+        return kinds[base], optional, ()
+    if origin is tuple:
+        return "ints", optional, ()
+    if origin in (Mapping, dict):
+        return "table", optional, ()
+    raise TypeError(f"no option kind for {hint!r}")
+
+
+def type_problem(kind: Kind, value: object) -> str | None:
+    """What a value of ``kind`` must be, when ``value`` is not one (a quoted "false" is not
+    false, 2.5 is not a whole number); None when it is fine or the kind is not checked here."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    checks: dict[Kind, tuple[bool, str]] = {
+        "bool": (isinstance(value, bool), "true or false"),
+        "int": (isinstance(value, int) and not isinstance(value, bool), "a whole number"),
+        "number": (is_number, "a number"),
+        "str": (isinstance(value, str), "a string"),
+    }
+    ok, expected = checks.get(kind, (True, ""))
+    return None if ok else expected
 
 
 def default_paths(input_path: Path) -> tuple[Path, Path]:
@@ -44,97 +164,153 @@ def default_paths(input_path: Path) -> tuple[Path, Path]:
 class RunConfig:
     """Everything one run needs. Build it directly, or through the CLI / a job file.
 
-    ``rps=None`` means no request-rate cap. The API key is kept out of ``repr`` so that
-    printing a config never leaks it.
+    The help line of each option is in its field's metadata. The API key is kept out of
+    ``repr`` so that printing a config never leaks it.
     """
 
-    input_path: Path
-    output_path: Path
-    dead_letter_path: Path
-    endpoint: str = "/v1/chat/completions"
-    model: str | None = None
-    rps: float | None = None
-    #: Requests in flight at most; ``None`` sizes the pool from the rate and the latency.
-    concurrency: int | None = None
-    #: Tokens per minute (prompt + completion) the account allows; ``None``: no token cap.
-    tpm: int | None = None
-    max_attempts: int = 8
-    timeout: float = 120.0
-    server_url: str = DEFAULT_SERVER_URL
-    api_key: str | None = field(default=None, repr=False)
-    client: ClientKind = "http"
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    max_retry_after: float = 300.0
-    restart: bool = False
-    allow_changed_input: bool = False
+    input_path: Path = field(
+        metadata=option("A .jsonl file or a jobs/NAME.toml job file.", key="input", argument=True)
+    )
+    output_path: Path = field(
+        metadata=option(
+            "Results JSONL.", key="output", short="-o", unset="<stem>.results.jsonl beside INPUT"
+        )
+    )
+    dead_letter_path: Path = field(
+        metadata=option(
+            "Dead-letter JSONL.", key="dead_letter", unset="<stem>.dead.jsonl beside INPUT"
+        )
+    )
+    endpoint: str = field(
+        default="/v1/chat/completions",
+        metadata=option("API endpoint.", choices=tuple(ENDPOINTS)),
+    )
+    model: str | None = field(
+        default=None, metadata=option("Model for lines whose body names none.")
+    )
+    rps: float | None = field(default=None, metadata=option("Requests per second.", unset="no cap"))
+    tpm: int | None = field(
+        default=None,
+        metadata=option("Tokens per minute (prompt + completion) at most.", unset="no cap"),
+    )
+    #: None sizes the pool from the rate and the latency.
+    concurrency: int | None = field(
+        default=None,
+        metadata=option("Requests in flight at most.", unset=f"adaptive, up to {MAX_POOL}"),
+    )
+    max_attempts: int = field(default=8, metadata=option("Attempts per item, first included."))
+    timeout: float = field(default=120.0, metadata=option("Seconds per request."))
+    backoff_base: float = field(default=0.5, metadata=option("First backoff ceiling, seconds."))
+    backoff_max: float = field(default=30.0, metadata=option("Largest backoff ceiling, seconds."))
+    max_retry_after: float = field(
+        default=300.0, metadata=option("Longest Retry-After honoured, seconds.")
+    )
+    server_url: str = field(
+        default=DEFAULT_SERVER_URL,
+        metadata=option("API base URL.", envvar="MISTRAL_SERVER_URL"),
+    )
+    client: ClientKind = field(default="http", metadata=option("How requests are sent."))
+    restart: bool = field(
+        default=False, metadata=option("Move old output aside and start over.", job=False)
+    )
+    allow_changed_input: bool = field(
+        default=False, metadata=option("Resume although the input was edited.")
+    )
+    drain_timeout: float = field(
+        default=10.0, metadata=option("Seconds to finish in-flight on Ctrl-C.")
+    )
     #: Send dead-lettered ids again (those with one of ``retry_statuses``, or all).
-    retry_dead: bool = False
-    retry_statuses: tuple[int, ...] = ()
+    retry_dead: bool = field(
+        default=False, metadata=option("Send this run's dead-lettered ids again.", job=False)
+    )
+    retry_statuses: tuple[int, ...] = field(
+        default=(), metadata=option("With --retry-dead: only these.", key="status", job=False)
+    )
+    #: Write results in input order, holding at most ``reorder_buffer`` of them back.
+    ordered: bool = field(default=False, metadata=option("Write results in input order."))
+    reorder_buffer: int = field(
+        default=1000, metadata=option("With --ordered: results held back at most.")
+    )
+    #: Stop admitting before these would be passed (resumable with a larger budget).
+    max_tokens_total: int | None = field(
+        default=None, metadata=option("Stop before this many tokens are spent.", unset="none")
+    )
+    max_cost: float | None = field(
+        default=None, metadata=option("Stop before this many USD are spent.", unset="none")
+    )
+    #: Price overrides per model: ``{"model": {"input": usd_per_m, "output": usd_per_m}}``.
+    prices: Mapping[str, Mapping[str, float]] = field(
+        default_factory=dict, metadata=option("Prices per model.", flag=False)
+    )
     #: Fatal failures of one cause in a row (401, 403, 404, unknown model) that stop the
     #: run with the items left pending; 0 turns the breaker off.
-    breaker: int = 10
-    #: Check the key and the model with ``GET /v1/models`` before sending anything.
-    preflight: bool = True
-    #: Write results in input order, holding at most ``reorder_buffer`` of them back.
-    ordered: bool = False
-    reorder_buffer: int = 1000
-    #: Stop admitting before these would be passed (resumable with a larger budget).
-    max_tokens_total: int | None = None
-    max_cost: float | None = None
-    #: Price overrides per model: ``{"model": {"input": usd_per_m, "output": usd_per_m}}``.
-    prices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-    drain_timeout: float = 10.0
+    breaker: int = field(
+        default=10, metadata=option("Fatal failures in a row that stop the run (0: off).")
+    )
+    preflight: bool = field(
+        default=True,
+        metadata=option("Check key and model with GET /v1/models first.", switch=True),
+    )
+    api_key: str | None = field(default=None, repr=False)
     fsync_interval: float = 1.0
     #: The command that started the run, recorded so that ``status`` can say how to resume.
     command: str | None = None
 
     def __post_init__(self) -> None:
-        optional = ("concurrency", "tpm", "max_tokens_total")
-        for name in (*optional, "max_attempts", "breaker", "reorder_buffer"):
-            value = getattr(self, name)
-            if value is None and name in optional:
+        for s in RUN_SETTINGS:
+            value = getattr(self, s.name)
+            if value is None and s.optional:
                 continue
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(
-                    f"--{name.replace('_', '-')} must be a whole number, not {value!r}"
-                )
-        if self.endpoint not in ENDPOINTS:
-            known = ", ".join(ENDPOINTS)
-            raise ConfigError(f"unsupported endpoint {self.endpoint!r}; use one of {known}")
-        if self.rps is not None and not (self.rps > 0 and math.isfinite(self.rps)):
-            raise ConfigError(f"--rps must be a positive number, not {self.rps}")
-        if self.concurrency is not None and self.concurrency < 1:
-            raise ConfigError(f"--concurrency must be at least 1, not {self.concurrency}")
-        if self.max_attempts < 1:
-            raise ConfigError(f"--max-attempts must be at least 1, not {self.max_attempts}")
-        for name in ("timeout", "backoff_max", "max_retry_after", "drain_timeout"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
-        if self.tpm is not None and self.tpm < 1:
-            raise ConfigError("--tpm must be at least 1")
-        if self.reorder_buffer < 1:
-            raise ConfigError("--reorder-buffer must be at least 1")
-        if self.max_cost is not None and not self.max_cost > 0:
-            raise ConfigError("--max-cost must be positive")
-        if self.breaker < 0:
-            raise ConfigError("--breaker must be 0 (off) or a positive count")
-        if self.retry_statuses and not self.retry_dead:
-            raise ConfigError("--status selects what --retry-dead sends again: add --retry-dead")
-        if self.backoff_base < 0:
-            raise ConfigError("--backoff-base must not be negative")
-        if self.client not in ("http", "sdk"):
-            raise ConfigError(f"--client must be http or sdk, not {self.client!r}")
-        if self.output_path == self.dead_letter_path:
-            raise ConfigError("the output and dead-letter files must be different files")
-        if self.input_path in (self.output_path, self.dead_letter_path):
-            raise ConfigError("the input file cannot also be an output file")
+            expected = type_problem(s.kind, value)
+            if expected is not None:
+                raise _refused(s.name, expected, value)
+            if s.choices and value not in s.choices:
+                raise _refused(s.name, "one of " + ", ".join(s.choices), value)
+        _check_ranges(self)
+        _check_together(self)
 
     @property
     def manifest_path(self) -> Path:
         """The small run manifest kept beside the results file."""
         return self.output_path.with_name(self.output_path.name + ".manifest.json")
 
-    def replace(self, **changes: object) -> RunConfig:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+#: RunConfig's options, in field order.
+RUN_SETTINGS = settings_of(RunConfig)
+
+_NOT_SHOWN = object()
+
+
+def _refused(setting: str, expected: str, found: object = _NOT_SHOWN) -> ConfigError:
+    """``{setting} must be {expected}, not {found}``: the one shape of a refused setting,
+    which the CLI re-spells with its flags."""
+    shown = "" if found is _NOT_SHOWN else f", not {found!r}"
+    found = None if found is _NOT_SHOWN else found
+    message = f"{setting} must be {expected}{shown}"
+    return ConfigError(message, setting=setting, expected=expected, found=found)
+
+
+def _check_ranges(c: RunConfig) -> None:
+    least = {"concurrency": 1, "tpm": 1, "max_attempts": 1, "reorder_buffer": 1, "breaker": 0}
+    for name, low in least.items():
+        value = getattr(c, name)
+        if value is not None and value < low:
+            raise _refused(name, f"at least {low}", value)
+    if not c.backoff_base >= 0:
+        raise _refused("backoff_base", "at least 0", c.backoff_base)
+    # inf is a meaningful timeout (wait for ever), but not a meaningful rate cap.
+    if c.rps is not None and not (c.rps > 0 and math.isfinite(c.rps)):
+        raise _refused("rps", "a positive number", c.rps)
+    for name in ("timeout", "backoff_max", "max_retry_after", "drain_timeout", "max_cost"):
+        value = getattr(c, name)
+        if value is not None and not value > 0:
+            raise _refused(name, "a positive number", value)
+
+
+def _check_together(c: RunConfig) -> None:
+    if c.retry_statuses and not c.retry_dead:
+        raise _refused("retry_statuses", "given with retry_dead (it selects what is sent again)")
+    if c.output_path == c.dead_letter_path:
+        raise _refused("dead_letter_path", "a file other than output_path")
+    if c.input_path in (c.output_path, c.dead_letter_path):
+        raise _refused("input_path", "a file other than output_path and dead_letter_path")

@@ -3,6 +3,7 @@ scan and job files."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import re
@@ -348,7 +349,7 @@ def make_config(tmp_path: Path, **changes: object) -> RunConfig:
         dead_letter_path=tmp_path / "dead.jsonl",
         model="m",
     )
-    return config.replace(**changes) if changes else config
+    return dataclasses.replace(config, **changes) if changes else config
 
 
 def started(config: RunConfig) -> RunConfig:
@@ -378,7 +379,7 @@ def test_same_input_by_relative_path_is_accepted(
 ) -> None:
     config = started(make_config(tmp_path))
     monkeypatch.chdir(tmp_path)
-    relative = config.replace(input_path=Path("in.jsonl"))
+    relative = dataclasses.replace(config, input_path=Path("in.jsonl"))
     assert check_manifest(relative, scan_input(relative.input_path))[0] == "same"
 
 
@@ -386,7 +387,7 @@ def test_different_input_file_is_refused(tmp_path: Path) -> None:
     config = started(make_config(tmp_path))
     other = tmp_path / "other.jsonl"
     other.write_bytes(config.input_path.read_bytes())  # same content, another file
-    changed = config.replace(input_path=other)
+    changed = dataclasses.replace(config, input_path=other)
     with pytest.raises(LedgerError) as info:
         check_manifest(changed, scan_input(other))
     message = _one_line(info.value)
@@ -398,7 +399,7 @@ def test_different_input_file_is_refused(tmp_path: Path) -> None:
 
 def test_different_endpoint_is_refused(tmp_path: Path) -> None:
     config = started(make_config(tmp_path))
-    changed = config.replace(endpoint="/v1/embeddings")
+    changed = dataclasses.replace(config, endpoint="/v1/embeddings")
     with pytest.raises(LedgerError) as info:
         check_manifest(changed, scan_input(config.input_path))
     message = _one_line(info.value)
@@ -439,7 +440,7 @@ def test_edited_input_is_refused_unless_allowed(tmp_path: Path, edited: bytes) -
     assert str(config.input_path) in message
     assert "--allow-changed-input" in message
     assert "--restart" in message
-    allowed = config.replace(allow_changed_input=True)
+    allowed = dataclasses.replace(config, allow_changed_input=True)
     change, old = check_manifest(allowed, scanned)
     assert change == "edited"
     assert old is not None

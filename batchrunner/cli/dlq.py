@@ -1,7 +1,8 @@
 """``batchrunner dlq``: look into a dead-letter file and re-queue what is still dead.
 
-Only entries still dead count (see :mod:`batchrunner.dlq.entries`). The library errors become
-one-line messages here: a missing file or a refused overwrite exits 2, a failed write 3.
+Only entries still dead count (see :mod:`batchrunner.dlq.entries`). Library errors become
+one-line messages and exit codes in :class:`batchrunner.cli.exits.Group`: a missing file or
+a refused overwrite exits 2, a failed write 3.
 """
 
 from __future__ import annotations
@@ -16,32 +17,18 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from batchrunner.cli.exits import Group
 from batchrunner.config import ENDPOINTS
-from batchrunner.dlq.entries import (
-    DeadLetter,
-    DlqWriteError,
-    RunFiles,
-    find_run,
-    live_entries,
-    select,
-)
+from batchrunner.dlq.entries import DeadLetter, RunFiles, find_run, live_entries, select
 from batchrunner.dlq.requeue import Requeue, build_requeue, write_requeue
 from batchrunner.dlq.summary import Summary, summarise
-from batchrunner.errors import BatchRunnerError
+from batchrunner.errors import DlqError
 
 __all__ = ["dlq"]
 
 _DEFAULT_ENDPOINT = "/v1/chat/completions"
 _PREVIEW = 60
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class DlqUsageError(click.ClickException):
-    exit_code = 2
-
-
-class DlqWriteFailure(click.ClickException):
-    exit_code = 3
 
 
 def _common(f: F) -> F:
@@ -67,7 +54,7 @@ def _filters(f: F) -> F:
     )(f)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def dlq() -> None:
     """Inspect and re-queue a dead-letter file; only what is still dead counts.
 
@@ -78,11 +65,8 @@ def dlq() -> None:
 
 def _load(dead_letter: Path, results: Path | None) -> tuple[list[DeadLetter], RunFiles]:
     warnings: list[str] = []
-    try:
-        run = find_run(dead_letter, results)
-        entries = live_entries(dead_letter, run.results, warnings)
-    except BatchRunnerError as exc:
-        raise DlqUsageError(str(exc)) from None
+    run = find_run(dead_letter, results)
+    entries = live_entries(dead_letter, run.results, warnings)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     return entries, run
@@ -221,14 +205,9 @@ def requeue(
     manifest = run.manifest or {}
     endpoint = endpoint or _manifest_str(manifest, "endpoint") or _DEFAULT_ENDPOINT
     model = model or _manifest_str(manifest, "model")
-    try:
-        rq = build_requeue(select(entries, **filters), endpoint, model)
-        if rq.lines:
-            write_requeue(output, rq.lines, force=force)
-    except DlqWriteError as exc:
-        raise DlqWriteFailure(str(exc)) from None
-    except BatchRunnerError as exc:
-        raise DlqUsageError(str(exc)) from None
+    rq = build_requeue(select(entries, **filters), endpoint, model)
+    if rq.lines:
+        write_requeue(output, rq.lines, force=force)
     _report(rq, output, endpoint)
 
 
@@ -254,9 +233,10 @@ def _check_target(
     keep_all = (dead_letter, results, Path(run_input) if run_input else None)
     for keep in keep_all:
         if keep is not None and output.resolve() == keep.resolve():
-            raise DlqUsageError(
+            raise DlqError(
                 f"-o {output} is one of the files being read (or the run's input); "
-                "choose another file"
+                "choose another file",
+                path=output,
             )
 
 

@@ -1,10 +1,7 @@
 """The ``batchrunner`` command: parse options into a :class:`RunConfig`, run, report.
 
-Library errors become one-line messages here and nowhere else. Exit codes: 0 every line
-has a result; 1 some lines were dead-lettered; 2 usage or configuration error; 3 the run
-stopped on an error (a write failure, a refused key, an unknown model); 4 paused because
-the account's quota is spent; 5 stopped at --max-tokens-total/--max-cost; 130
-interrupted. All but 2 leave the run resumable.
+The options come from :mod:`batchrunner.cli.options`; library errors and the way a run
+ended become one-line messages and exit codes in :mod:`batchrunner.cli.exits`, nowhere else.
 """
 
 from __future__ import annotations
@@ -20,120 +17,57 @@ import click
 import orjson
 from rich.console import Console
 
+from batchrunner.cli.dlq import dlq
+from batchrunner.cli.exits import ExitCode, Group, stop_code
 from batchrunner.cli.jobfile import load_job
+from batchrunner.cli.options import CliOnly, given, run_options, split
 from batchrunner.cli.progress import summary_table
 from batchrunner.cli.signals import run_with_signals
-from batchrunner.config import DEFAULT_SERVER_URL, ENDPOINTS, RunConfig, default_paths
+from batchrunner.config import RunConfig, default_paths
 from batchrunner.engine.stats import RunStats
-from batchrunner.errors import BatchRunnerError, ConfigError, OutputWriteError
+from batchrunner.errors import ConfigError, WriteError
 from batchrunner.ledger.status import run_status
 from batchrunner.mock.cli import mock_server
 from batchrunner.mock.process import running_mock
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_DEAD, EXIT_USAGE, EXIT_ERROR, EXIT_PAUSED, EXIT_BUDGET = 0, 1, 2, 3, 4, 5
-EXIT_INTERRUPTED = 130
-_STOP_CODES = {"quota": EXIT_PAUSED, "budget": EXIT_BUDGET}
 _MOCK_KEY = "mock-key"
 
 
-class UsageFailure(click.ClickException):
-    exit_code = EXIT_USAGE
-
-
-class RunFailure(click.ClickException):
-    exit_code = EXIT_ERROR
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="batchrunner")
 def cli() -> None:
     """Push a JSONL file of requests through the Mistral API, losing nothing."""
 
 
 @cli.command()
-@click.argument("input_", metavar="INPUT", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Results JSONL.")
-@click.option("--dead-letter", type=click.Path(path_type=Path), help="Dead-letter JSONL.")
-@click.option("--endpoint", type=click.Choice(list(ENDPOINTS)), help="API endpoint.")
-@click.option("--model", help="Model for lines whose body names none.")
-@click.option("--rps", type=float, help="Requests per second (default: no cap).")
-@click.option("--concurrency", type=int, help="Requests in flight at most [adaptive].")
-@click.option("--tpm", type=int, help="Tokens per minute (prompt + completion) at most.")
-@click.option("--ordered", is_flag=True, default=None, help="Write results in input order.")
-@click.option(
-    "--reorder-buffer", type=int, help="With --ordered: results held back at most [1000]."
-)
-@click.option("--max-tokens-total", type=int, help="Stop before this many tokens are spent.")
-@click.option("--max-cost", type=float, help="Stop before this many USD are spent.")
-@click.option("--max-attempts", type=int, help="Attempts per item, first included [8].")
-@click.option("--timeout", type=float, help="Seconds per request [120].")
-@click.option("--backoff-base", type=float, help="First backoff ceiling, seconds [0.5].")
-@click.option("--backoff-max", type=float, help="Largest backoff ceiling, seconds [30].")
-@click.option("--max-retry-after", type=float, help="Longest Retry-After honoured [300].")
-@click.option("--drain-timeout", type=float, help="Seconds to finish in-flight on Ctrl-C [10].")
-@click.option("--server-url", envvar="MISTRAL_SERVER_URL", help="API base URL.")
-@click.option("--client", type=click.Choice(["http", "sdk"]), help="http (default) or sdk.")
-@click.option("--mock/--no-mock", default=None, help="Run against the embedded mock server.")
-@click.option("--restart", is_flag=True, default=None, help="Move old output aside and start over.")
-@click.option(
-    "--allow-changed-input",
-    is_flag=True,
-    default=None,
-    help="Resume although the input was edited.",
-)
-@click.option(
-    "--retry-dead", is_flag=True, default=None, help="Send this run's dead-lettered ids again."
-)
-@click.option(
-    "--status", "retry_statuses", type=int, multiple=True, help="With --retry-dead: only these."
-)
-@click.option("--breaker", type=int, help="Fatal failures in a row that stop the run [10].")
-@click.option(
-    "--preflight/--no-preflight",
-    default=None,
-    help="Check key and model with GET /v1/models first [on].",
-)
-@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress display.")
-@click.option("--summary-json", type=click.Path(path_type=Path), help="Write the summary here.")
-def run(input_: Path, **flags: Any) -> None:
+@run_options
+def run(**flags: Any) -> None:
     """Send every request in INPUT (a .jsonl file or a jobs/NAME.toml job file).
 
     Re-running the same command resumes: what already has an outcome is not sent again.
     The API key is read from MISTRAL_API_KEY only.
     """
-    settings, mock_settings = _settings(input_, flags)
-    settings["command"] = resume_command()
-    mock = bool(settings.pop("mock", False))
-    quiet = bool(settings.pop("quiet", False))
-    summary_json = settings.pop("summary_json", None)
-    summary_path = Path(summary_json) if summary_json is not None else None
-    if mock:
-        try:
-            with running_mock(mock_settings) as url:
-                settings |= {"server_url": url, "api_key": _MOCK_KEY}
-                stats, config = _run(settings, quiet)
-        except ConfigError as exc:
-            raise UsageFailure(str(exc)) from None
+    settings, mock_settings = _settings(given(flags))
+    library, own = split(settings)
+    library["command"] = resume_command()
+    if own.mock:
+        with running_mock(mock_settings) as url:
+            stats, config = _run(library | {"server_url": url, "api_key": _MOCK_KEY}, own)
     else:
-        settings["api_key"] = _api_key()
-        stats, config = _run(settings, quiet)
-    _report(stats, config, quiet, summary_path, input_)
+        stats, config = _run(library | {"api_key": _api_key()}, own)
+    _report(stats, config, own)
 
 
-def _settings(input_: Path, flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    # Unset options are None (flags included), so that an explicit --no-mock beats a job file.
-    given = {k: v for k, v in flags.items() if v is not None and v != ()}
-    if "retry_statuses" in given:
-        given["retry_statuses"] = tuple(given["retry_statuses"])
+def _settings(flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(run settings, mock-server settings) by key: a job file's when INPUT is one, with
+    the flags given (see :func:`given`) over them, so an explicit --no-mock beats a job."""
+    input_ = Path(flags.pop("input"))
     if input_.suffix == ".toml":
-        try:
-            job, mock = load_job(input_)
-        except ConfigError as exc:
-            raise UsageFailure(str(exc)) from None
-        return job | given, mock
-    return {"input": str(input_)} | given, {}
+        job, mock = load_job(input_)
+        return job | flags, mock
+    return {"input": input_} | flags, {}
 
 
 def resume_command() -> str:
@@ -145,69 +79,55 @@ def resume_command() -> str:
 def _api_key() -> str:
     key = os.environ.get("MISTRAL_API_KEY", "").strip()
     if not key:
-        raise UsageFailure(
+        raise ConfigError(
             "MISTRAL_API_KEY is not set: export it, or add --mock to use the local mock server"
         )
     return key
 
 
 def _config(settings: dict[str, Any]) -> RunConfig:
-    input_path = Path(settings.pop("input"))
+    input_path: Path = settings["input_path"]
     if not input_path.is_file():
-        raise UsageFailure(f"input file {input_path} does not exist")
+        raise ConfigError(f"input file {input_path} does not exist", path=input_path)
     out, dead = default_paths(input_path)
-    output = Path(settings.pop("output", out))
-    dead_letter = Path(settings.pop("dead_letter", dead))
-    settings.setdefault("server_url", DEFAULT_SERVER_URL)
-    try:
-        return RunConfig(
-            input_path=input_path, output_path=output, dead_letter_path=dead_letter, **settings
-        )
-    except TypeError as exc:
-        raise UsageFailure(f"bad setting: {exc}") from None
-    except ConfigError as exc:
-        raise UsageFailure(str(exc)) from None
+    settings.setdefault("output_path", out)
+    settings.setdefault("dead_letter_path", dead)
+    return RunConfig(**settings)
 
 
-def _run(settings: dict[str, Any], quiet: bool) -> tuple[RunStats, RunConfig]:
+def _run(settings: dict[str, Any], own: CliOnly) -> tuple[RunStats, RunConfig]:
     config = _config(settings)
     # A file size limit must fail the write (EFBIG), not kill the process mid-line.
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    try:
-        return run_with_signals(config, quiet=quiet), config
-    except OutputWriteError as exc:
-        raise RunFailure(str(exc)) from None
-    except BatchRunnerError as exc:
-        raise UsageFailure(str(exc)) from None
+    return run_with_signals(config, quiet=own.quiet), config
 
 
-def _report(
-    stats: RunStats, config: RunConfig, quiet: bool, summary_path: Path | None, input_: Path
-) -> None:
+def _report(stats: RunStats, config: RunConfig, own: CliOnly) -> None:
     err = Console(file=sys.stderr, soft_wrap=True)
     for warning in stats.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
-    if not quiet:
+    if not own.quiet:
         Console().print(summary_table(stats, config))
-    if summary_path is not None:
-        try:
-            summary_path.write_bytes(orjson.dumps(stats.as_dict(), option=orjson.OPT_INDENT_2))
-        except OSError as exc:
-            raise RunFailure(
-                f"cannot write the summary to {summary_path}: {exc.strerror}"
-            ) from None
-    if stats.stop_message is not None and stats.stop_reason != "interrupted":
+    if own.summary_json is not None:
+        _write_summary(stats, own.summary_json)
+    interrupted = stats.stop_reason == "interrupted"
+    if stats.stop_message is None and not interrupted:
+        sys.exit(ExitCode.DEAD_LETTERED if stats.total_dead else ExitCode.OK)
+    if stats.stop_message is not None:
         err.print(f"{stats.stop_message}.", markup=False, highlight=False)
-        err.print(f"resume with: {config.command}", markup=False, highlight=False)
-        sys.exit(_STOP_CODES.get(stats.stop_reason or "", EXIT_ERROR))
-    if stats.stop_reason == "interrupted":
-        if stats.stop_message is not None:
-            err.print(f"{stats.stop_message}.", markup=False, highlight=False)
+    if interrupted:
         err.print(f"interrupted: {stats.done:,} done this run, {stats.pending:,} pending.")
-        err.print(f"resume with: {config.command}", markup=False, highlight=False)
-        sys.exit(EXIT_INTERRUPTED)
-    sys.exit(EXIT_DEAD if stats.total_dead else EXIT_OK)
+    err.print(f"resume with: {config.command}", markup=False, highlight=False)
+    sys.exit(stop_code(stats.stop_reason))
+
+
+def _write_summary(stats: RunStats, path: Path) -> None:
+    try:
+        path.write_bytes(orjson.dumps(stats.as_dict(), option=orjson.OPT_INDENT_2))
+    except OSError as exc:
+        message = f"cannot write the summary to {path}: {exc.strerror}"
+        raise WriteError(message, path=path, cause=exc) from None
 
 
 @cli.command()
@@ -217,12 +137,9 @@ def status(target: Path, as_json: bool) -> None:
     """Where a run stands (done, dead-lettered, pending), without sending anything."""
     results = target
     if target.suffix == ".toml":
-        settings, _ = _settings(target, {})
+        settings, _ = _settings({"input": target})
         results = Path(settings.get("output") or default_paths(Path(settings["input"]))[0])
-    try:
-        st = run_status(results)
-    except BatchRunnerError as exc:
-        raise UsageFailure(str(exc)) from None
+    st = run_status(results)
     if as_json:
         click.echo(orjson.dumps(st.as_dict(), option=orjson.OPT_INDENT_2).decode())
         return
@@ -237,8 +154,6 @@ def status(target: Path, as_json: bool) -> None:
     for warning in st.warnings:
         click.echo(f"warning: {warning}", err=True)
 
-
-from batchrunner.cli.dlq import dlq  # noqa: E402  (a group of its own module; registered here)
 
 cli.add_command(dlq)
 cli.add_command(mock_server)
