@@ -10,6 +10,7 @@ from typing import Any
 from batchrunner.config import RunConfig
 from batchrunner.engine.stats import RunStats
 from batchrunner.input.lines import BadLine, Done, Item, read_input
+from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
 from batchrunner.ledger.records import input_dead_line
 from batchrunner.ledger.state import DeadEntry, LedgerState
 
@@ -40,7 +41,8 @@ def admit(
 
     not_sent = 0
     inp, endpoint, model = config.input_path, config.endpoint, config.model
-    for entry in read_input(inp, endpoint, model, done, compare_done=check_bodies):
+    prefix = implicit_id_prefix(read_manifest(config.manifest_path))
+    for entry in read_input(inp, endpoint, model, done, check_bodies, prefix):
         stats.read += 1
         if isinstance(entry, Item) and not _already_done(entry, results, dead, stats):
             yield entry

@@ -242,7 +242,7 @@ class Engine:
         """(prompt, completion) tokens an item is expected to use, when anything needs it."""
         if self.token_budget is None and not self.spending.limited:
             return 0, 0
-        prompt = estimate_prompt_tokens(item.body, self.config.endpoint)
+        prompt = estimate_prompt_tokens(item.body, item.endpoint or self.config.endpoint)
         return prompt, self.completions.estimate(item.body)
 
     def too_large(self, tokens: int) -> Failure | None:

@@ -171,7 +171,7 @@ class ItemSender:
             stats.in_flight += 1
             start = time.monotonic()
             try:
-                reply = await self._client.send(eng.config.endpoint, item.body)
+                reply = await self._client.send(item.endpoint or eng.config.endpoint, item.body)
             finally:
                 stats.in_flight -= 1
             end = time.monotonic()

@@ -16,11 +16,13 @@ import orjson
 
 from batchrunner.config import RunConfig
 from batchrunner.errors import LedgerError, OutputWriteError
+from batchrunner.input.lines import IMPLICIT_ID_PREFIX
 from batchrunner.input.scan import InputScan
 
 __all__ = [
     "InputChange",
     "check_manifest",
+    "implicit_id_prefix",
     "move_aside",
     "previous_input_size",
     "read_manifest",
@@ -28,6 +30,9 @@ __all__ = [
 ]
 
 _VERSION = 1
+#: How this run names lines without custom_id; a manifest without it is from before ids
+#: were "#N" and its run keeps bare line numbers.
+_IMPLICIT = "implicit_id_prefix"
 
 #: How the input differs from when the files were last written: ``new`` (no manifest),
 #: ``same``, ``grown`` (lines appended only) or ``edited`` (allowed by the config).
@@ -48,7 +53,17 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _describe(config: RunConfig, scan: InputScan) -> dict[str, Any]:
+def implicit_id_prefix(manifest: dict[str, Any] | None) -> str:
+    """What the run whose manifest this is calls a line without custom_id, before its line
+    number: ``#`` for a new run; nothing for a run begun before that rule, whose results
+    were written under bare numbers and must still match their lines on resume."""
+    if manifest is None:
+        return IMPLICIT_ID_PREFIX
+    value = manifest.get(_IMPLICIT)
+    return value if isinstance(value, str) else ""
+
+
+def _describe(config: RunConfig, scan: InputScan, prefix: str = "") -> dict[str, Any]:
     return {
         "version": _VERSION,
         "input": str(config.input_path.resolve()),
@@ -61,6 +76,7 @@ def _describe(config: RunConfig, scan: InputScan) -> dict[str, Any]:
         "client": config.client,
         "server_url": config.server_url,
         "command": config.command,
+        _IMPLICIT: prefix,
     }
 
 
@@ -104,7 +120,8 @@ def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dic
 def write_manifest(config: RunConfig, scan: InputScan, started_at: str | None) -> None:
     """Record what the files are produced from; ``started_at`` survives resumes."""
     now = _iso(time.time())
-    data = _describe(config, scan) | {"started_at": started_at or now, "updated_at": now}
+    prefix = implicit_id_prefix(read_manifest(config.manifest_path))  # kept across resumes
+    data = _describe(config, scan, prefix) | {"started_at": started_at or now, "updated_at": now}
     tmp = config.manifest_path.with_name(config.manifest_path.name + ".tmp")
     try:
         tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))

@@ -12,7 +12,7 @@ from typing import Any
 from batchrunner.config import ENDPOINTS
 from batchrunner.errors import LedgerError
 from batchrunner.input.lines import BadLine, Done, read_input
-from batchrunner.ledger.manifest import read_manifest
+from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
 from batchrunner.ledger.state import scan_readonly
 from batchrunner.vocabulary import failure_key
 
@@ -62,7 +62,10 @@ def run_status(results_path: Path) -> RunStatus:
     counts: Counter[str] = Counter()
     by_status: Counter[str] = Counter()
     results, live_dead = state.results, state.effective_dead()
-    for entry in read_input(input_path, endpoint, model, lambda c: c in results or c in live_dead):
+    prefix = implicit_id_prefix(manifest)
+    for entry in read_input(
+        input_path, endpoint, model, lambda c: c in results or c in live_dead, False, prefix
+    ):
         counts["lines"] += 1
         if isinstance(entry, BadLine):
             if entry.line in state.dead_lines:
