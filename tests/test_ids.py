@@ -13,6 +13,9 @@ import orjson
 import pytest
 from conftest import MockProc, read_jsonl, run_cli, write_jsonl
 
+from batchrunner.dlq.entries import DeadLetter
+from batchrunner.dlq.requeue import build_requeue
+
 pytestmark = pytest.mark.e2e
 
 MODEL = "mistral-small-latest"
@@ -162,3 +165,14 @@ def test_batch_lines_are_sent_to_their_own_url(mock_server: MockFactory, tmp_pat
     assert "'method' must be POST" in why["g"][1]
     assert why["m"] == ("no_request", "no usable request: /v1/embeddings (the line's 'url') "
                         "needs a non-empty 'input'")  # fmt: skip
+
+
+def test_requeue_keeps_a_batch_line_url() -> None:
+    request = {"custom_id": "e", "url": "/v1/embeddings", "body": {"input": ["x"]}}
+    entry = DeadLetter("e", 1, 500, "server_error", "boom", 8, None, request, "request", {})
+    (line,) = build_requeue([entry], "/v1/chat/completions", "mistral-embed").lines
+    assert orjson.loads(line) == {
+        "custom_id": "e",
+        "body": {"input": ["x"], "model": "mistral-embed"},
+        "url": "/v1/embeddings",
+    }
