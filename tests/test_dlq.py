@@ -310,6 +310,18 @@ def test_requeue_writes_batch_lines_and_reports_what_it_left_out(
     assert f"re-queued {len(DEAD_STATUS)} requests" in res.stdout
 
 
+def test_requeue_to_stdout_writes_only_the_lines_there(dead_run: Run) -> None:
+    res = invoke("requeue", dead_run.dead, "-o", "-", "--status", "404")
+    assert res.exit_code == 0, res.output
+    assert [orjson.loads(line)["custom_id"] for line in res.stdout.splitlines()] == [
+        "n1",
+        "n2",
+        "#5",
+    ]
+    assert "re-queued 3 requests to stdout" in res.stderr
+    assert not Path("-").exists()
+
+
 def test_requeue_refuses_to_overwrite_without_force(dead_run: Run, tmp_path: Path) -> None:
     out = tmp_path / "again.jsonl"
     out.write_text("keep me\n")
