@@ -158,3 +158,36 @@ def test_help_shows_examples_exit_codes_and_whole_summaries() -> None:
     assert "Exit codes:" in run_help
     for code in ("0", "1", "2", "3", "4", "5", "130"):
         assert f"\n  {code} " in run_help, code
+
+
+# -- job files -----------------------------------------------------------------------------
+
+JOBS = Path(__file__).resolve().parent.parent / "jobs"
+
+
+def test_an_unknown_job_key_suggests_the_closest(tmp_path: Path) -> None:
+    job = tmp_path / "job.toml"
+    job.write_text('input = "in.jsonl"\nrsp = 5\n')
+    err = one_line_error(invoke("run", job))
+    assert f"job file {job}: unknown key(s) rsp; did you mean 'rps'?" in err
+    job.write_text('input = "in.jsonl"\nrsp = 5\nconcurency = 2\nzzz = 1\n')
+    err = one_line_error(invoke("run", job))
+    assert "did you mean 'concurrency' for 'concurency', 'rps' for 'rsp'?" in err
+
+
+def test_an_api_key_in_a_job_file_says_where_the_key_comes_from(tmp_path: Path) -> None:
+    job = tmp_path / "job.toml"
+    job.write_text('input = "in.jsonl"\napi_key = "sk-secret-in-a-file"\n')
+    err = one_line_error(invoke("run", job))
+    assert "the key is read only from MISTRAL_API_KEY" in err
+    assert "sk-secret-in-a-file" not in err
+
+
+@pytest.mark.parametrize("job", sorted(JOBS.glob("*.toml")), ids=lambda p: p.name)
+def test_each_job_file_says_how_to_run_it_and_loads(job: Path) -> None:
+    text = job.read_text()
+    assert "job-file option" not in text
+    assert f"batchrunner run jobs/{job.name}" in text
+    res = invoke("run", job, "--dry-run", "--json", key=None)
+    assert res.exit_code in (0, 1), res.output
+    assert orjson.loads(res.stdout)["requests"] > 0
