@@ -191,3 +191,34 @@ def test_each_job_file_says_how_to_run_it_and_loads(job: Path) -> None:
     res = invoke("run", job, "--dry-run", "--json", key=None)
     assert res.exit_code in (0, 1), res.output
     assert orjson.loads(res.stdout)["requests"] > 0
+
+
+# -- the wrong one of a run's files ---------------------------------------------------------
+
+RESULT = {"custom_id": "a", "response": {"status_code": 200, "body": {}}, "error": None}
+DEAD = {"custom_id": "b", "line": 2, "request": {"prompt": "x"}, "error": {"type": "x"}}
+
+
+def test_status_given_an_input_or_dead_letter_file_says_what_it_is(tmp_path: Path) -> None:
+    inp = write(tmp_path / "in.jsonl", [{"custom_id": "a", "prompt": "x"}])
+    err = one_line_error(invoke("status", inp))
+    assert f"{inp} is an input file (its lines are requests), not a results file" in err
+    assert "run it first" in err
+    write(tmp_path / "in.results.jsonl", [RESULT])
+    assert f"its results are in {tmp_path / 'in.results.jsonl'}" in invoke("status", inp).stderr
+    dead = write(tmp_path / "in.dead.jsonl", [DEAD])
+    err = one_line_error(invoke("status", dead))
+    assert f"{dead} is a dead-letter file, not a results file" in err
+    assert f"batchrunner dlq summary {dead}" in err
+
+
+def test_dlq_given_a_results_or_input_file_says_what_it_is(tmp_path: Path) -> None:
+    results = write(tmp_path / "in.results.jsonl", [RESULT])
+    dead = write(tmp_path / "in.dead.jsonl", [DEAD])
+    err = one_line_error(invoke("dlq", "summary", results))
+    assert f"{results} is a results file, not a dead-letter file" in err
+    assert f"the run's dead letters are in {dead}" in err
+    inp = write(tmp_path / "in.jsonl", [{"custom_id": "a", "prompt": "x"}])
+    for command in ("summary", "show"):
+        err = one_line_error(invoke("dlq", command, inp))
+        assert f"{inp} is an input file (its lines are requests), not a dead-letter file" in err

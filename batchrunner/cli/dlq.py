@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from batchrunner.cli.exits import Group
+from batchrunner.cli.files import check_dead_letter_file
 from batchrunner.config import ENDPOINTS
 from batchrunner.dlq.entries import DeadLetter, RunFiles, find_run, live_entries, select
 from batchrunner.dlq.requeue import Requeue, build_requeue, write_requeue
@@ -73,6 +74,7 @@ def dlq() -> None:
 
 def _load(dead_letter: Path, results: Path | None) -> tuple[list[DeadLetter], RunFiles]:
     warnings: list[str] = []
+    check_dead_letter_file(dead_letter)
     run = find_run(dead_letter, results)
     entries = live_entries(dead_letter, run.results, warnings)
     for warning in warnings:

@@ -13,6 +13,7 @@ import orjson
 
 from batchrunner.cli.dlq import dlq
 from batchrunner.cli.exits import Group
+from batchrunner.cli.files import check_results_file
 from batchrunner.cli.run import job_settings, run
 from batchrunner.config import default_paths
 from batchrunner.ledger.status import run_status
@@ -39,6 +40,7 @@ def status(target: Path, as_json: bool) -> None:
     if target.suffix == ".toml":
         settings = job_settings(target)
         results = Path(settings.get("output") or default_paths(Path(settings["input"]))[0])
+    check_results_file(results)
     st = run_status(results)
     if as_json:
         click.echo(orjson.dumps(st.as_dict(), option=orjson.OPT_INDENT_2).decode())
