@@ -22,6 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "dlq": _CORE | {"input", "ledger"},
     "mock": {"errors"},
     "export": _CORE | {"input", "ledger"},
+    "demo": set(),
     "dryrun": _CORE | {"input", "limits"},
     "api": _CORE | {"engine", "mock"},
     "notebook": _CORE | {"input", "ledger", "export", "api"},

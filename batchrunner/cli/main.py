@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 import orjson
 
+from batchrunner.cli.demo import demo
 from batchrunner.cli.dlq import dlq
 from batchrunner.cli.exits import Group
 from batchrunner.cli.files import check_results_file
@@ -58,6 +59,7 @@ def status(target: Path, as_json: bool) -> None:
 
 
 cli.add_command(run)
+cli.add_command(demo)
 cli.add_command(dlq)
 cli.add_command(mock_server)
 
