@@ -7,19 +7,23 @@ import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
 
+from batchrunner.mock.batch import BatchApi
 from batchrunner.mock.catalog import MODELS_BODY
 from batchrunner.mock.config import MockConfig
 from batchrunner.mock.content import body_digest, canonical_body
 from batchrunner.mock.control import authorized, respond
 from batchrunner.mock.decide import Decider, Decision
 from batchrunner.mock.endpoints import ENDPOINTS, Endpoint
+from batchrunner.mock.files import FilesApi
+from batchrunner.mock.jobfaults import parse_job_faults
 from batchrunner.mock.replies import Reply, error_reply
 from batchrunner.mock.stats import RequestLog, Stats
+from batchrunner.mock.store import FileStore
 
 _RST_LINGER = struct.pack("ii", 1, 0)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -115,20 +119,35 @@ def _format_url(host: str, port: int) -> str:
 class MockServer:
     """A running mock server; stop it with :meth:`close`."""
 
-    def __init__(self, runner: web.AppRunner, pipeline: _Pipeline, url: str) -> None:
+    def __init__(self, runner: web.AppRunner, parts: _Parts, url: str) -> None:
         self._runner = runner
-        self._pipeline = pipeline
+        self._parts = parts
         #: Base URL with the real port, e.g. ``http://127.0.0.1:40123``.
         self.url = url
         #: The live :class:`Stats` of this server.
-        self.stats = pipeline.stats
-        self.config = pipeline.config
+        self.stats = parts.pipeline.stats
+        self.config = parts.pipeline.config
+        #: The temporary directory holding the Files API's files (removed by :meth:`close`).
+        self.files_dir = parts.store.root
 
     async def close(self) -> None:
-        """Stop accepting, cut hanging requests short, and flush the log."""
+        """Stop accepting, cut hanging requests short, stop jobs, remove files, flush the log."""
         await self._runner.cleanup()
-        if self._pipeline.log is not None:
-            await self._pipeline.log.close()
+        await self._parts.close()
+
+
+class _Parts(NamedTuple):
+    """What a server holds besides its HTTP runner."""
+
+    pipeline: _Pipeline
+    store: FileStore
+    batch: BatchApi
+
+    async def close(self) -> None:
+        await self.batch.close()
+        self.store.close()
+        if self.pipeline.log is not None:
+            await self.pipeline.log.close()
 
 
 def _endpoint_handler(pipeline: _Pipeline, endpoint: Endpoint) -> _Handler:
@@ -138,28 +157,42 @@ def _endpoint_handler(pipeline: _Pipeline, endpoint: Endpoint) -> _Handler:
     return handle
 
 
-async def start_server(config: MockConfig) -> MockServer:
-    """Start a mock server in the running event loop and return once it listens."""
-    pipeline = _Pipeline(config)
+def _app(parts: _Parts) -> web.Application:
+    pipeline = parts.pipeline
     # Embedding batches can be large; the real API accepts far more than 1 MiB.
     app = web.Application(client_max_size=64 * 1024 * 1024)
     for path, endpoint in ENDPOINTS.items():
         app.router.add_post(path, _endpoint_handler(pipeline, endpoint))
     app.router.add_get("/v1/models", pipeline.models)
+    key = pipeline.config.require_key
+    FilesApi(parts.store).register(app.router, pipeline.stats, key)
+    parts.batch.register(app.router, pipeline.stats, key)
     app.router.add_get("/_mock/stats", pipeline.stats_view)
     app.router.add_route("*", "/{tail:.*}", pipeline.not_found)
+    return app
+
+
+async def start_server(config: MockConfig) -> MockServer:
+    """Start a mock server in the running event loop and return once it listens.
+
+    Raises ValueError when ``config.batch_faults`` does not parse, OSError when the
+    port cannot be bound or the log cannot be written.
+    """
+    faults = parse_job_faults(config.batch_faults)  # before anything is opened
+    pipeline = _Pipeline(config)
+    store = FileStore()
+    parts = _Parts(pipeline, store, BatchApi(config, pipeline.decider, store, faults))
     # No access log: per-request logging would dominate the server's CPU time.
     # A short shutdown timeout: hanging "timeout" faults must not delay close().
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+    runner = web.AppRunner(_app(parts), access_log=None, shutdown_timeout=0.2)
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.port).start()
     except BaseException:
         await runner.cleanup()
-        if pipeline.log is not None:
-            await pipeline.log.close()
+        await parts.close()
         raise
     port: int = runner.addresses[0][1]
     if pipeline.log is not None:
         pipeline.log.start()
-    return MockServer(runner, pipeline, _format_url(config.host, port))
+    return MockServer(runner, parts, _format_url(config.host, port))

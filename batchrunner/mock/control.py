@@ -44,9 +44,9 @@ def not_found(kind: str, item_id: str) -> Reply:
     return error_reply(404, f"{kind} not found: {item_id}")
 
 
-def invalid(field: str, message: str, value: object) -> Reply:
+def invalid(field: str, message: str, value: object, where: str = "body") -> Reply:
     """422 with one FastAPI-style detail item about a request field."""
-    item = {"type": "value_error", "loc": ["body", field], "msg": message, "input": value}
+    item = {"type": "value_error", "loc": [where, field], "msg": message, "input": value}
     return validation_reply([item])
 
 
@@ -63,3 +63,18 @@ def guarded(handler: Handler, template: str, stats: Stats, require_key: str | No
         return response
 
     return handle
+
+
+def paging(request: web.Request, default_size: int = 100) -> tuple[int, int] | Reply:
+    """``page`` (0-based) and ``page_size`` from the query, or a 422 naming the bad one."""
+    values: list[int] = []
+    for name, default, least in (("page", 0, 0), ("page_size", default_size, 1)):
+        text = request.query.get(name)
+        try:
+            value = default if text is None else int(text)
+        except ValueError:
+            return invalid(name, "Input should be a valid integer", text, "query")
+        if value < least:
+            return invalid(name, f"Input should be >= {least}", value, "query")
+        values.append(value)
+    return values[0], values[1]
