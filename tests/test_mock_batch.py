@@ -316,7 +316,7 @@ async def test_an_input_file_deleted_before_the_job_runs_fails_the_job() -> None
     async with serving() as (_, client):
         file_id = await upload(client, jsonl([chat("a")]))
         created = await client.batch.jobs.create_async(
-            input_files=[file_id], endpoint=CHAT, model=SMALL, metadata={"mock": "queue:0.2"}
+            input_files=[file_id], endpoint=CHAT, model=SMALL, metadata={"mock": "queue:1"}
         )
         await client.files.delete_async(file_id=file_id)
         job = await poll(client, created.id, ended)
@@ -440,6 +440,29 @@ async def test_uploads_and_outputs_live_on_disk_and_go_with_the_server() -> None
         still_running = await create(client, content, mock=STUCK)
         await poll(client, still_running.id, lambda j: j.completed_requests == 1)
     assert not server.files_dir.exists()  # closed with a job running: everything removed
+
+
+@pytest.mark.asyncio
+async def test_upload_fields_are_checked_and_a_refused_upload_leaves_no_file() -> None:
+    async with serving() as (server, _), aiohttp.ClientSession(server.url, headers=AUTH) as s:
+
+        def form(**fields: str) -> aiohttp.FormData:
+            data = aiohttp.FormData()
+            for name, value in fields.items():
+                data.add_field(name, value, filename="in.jsonl" if name == "file" else None)
+            return data
+
+        async with s.post("/v1/files", data=form(purpose="batch")) as resp:
+            detail = orjson.loads(await resp.read())["detail"]
+            assert resp.status == 422 and detail[0]["loc"] == ["body", "file"]
+        async with s.post("/v1/files", json={"file": "x"}) as resp:
+            assert resp.status == 422
+        async with s.post("/v1/files", data=form(file="{}\n", purpose="nonsense")) as resp:
+            assert resp.status == 422
+        assert list(server.files_dir.iterdir()) == []
+        async with s.post("/v1/files", data=form(file="{}\n\n{}")) as resp:
+            file = models.CreateFileResponse.model_validate_json(await resp.read())
+        assert (file.purpose, file.sample_type, file.num_lines) == ("fine-tune", "instruct", 2)
 
 
 @pytest.mark.asyncio

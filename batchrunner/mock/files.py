@@ -45,6 +45,23 @@ class FilesApi:
         """Stream the ``file`` part to disk, then check the other fields."""
         if not request.content_type.startswith("multipart/"):
             return respond(validation_reply([missing("file")]))
+        try:
+            saved, fields = await self._read_form(request)
+        except ValueError as exc:  # a malformed multipart body
+            return respond(error_reply(400, f"mock: malformed multipart body: {exc}"))
+        if saved is None:
+            return respond(validation_reply([missing("file")]))
+        purpose = fields.get("purpose", "fine-tune")
+        if purpose not in PURPOSES:
+            saved.path.unlink(missing_ok=True)
+            return respond(invalid("purpose", f"Input should be one of {PURPOSES}", purpose))
+        sample_type = "batch_request" if purpose == "batch" else saved.sample_type
+        saved = replace(saved, purpose=purpose, sample_type=sample_type)
+        self.store.add(saved)
+        return respond(json_reply(saved.to_json()))
+
+    async def _read_form(self, request: web.Request) -> tuple[StoredFile | None, dict[str, str]]:
+        """The saved ``file`` part and the other fields; a failure half-way leaves no file."""
         fields: dict[str, str] = {}
         saved: StoredFile | None = None
         try:
@@ -52,26 +69,17 @@ class FilesApi:
             while (part := await reader.next()) is not None:
                 if not isinstance(part, BodyPartReader):
                     continue  # a nested multipart: nothing the API defines
-                if part.name == "file" and saved is None:
+                if part.name != "file":
+                    fields[part.name or ""] = await part.text()
+                elif saved is None:
                     saved = await self._save(part)
                 else:
-                    fields[part.name or ""] = await part.text()
-        except ValueError as exc:  # a malformed multipart body
-            self._discard(saved)
-            return respond(error_reply(400, f"mock: malformed multipart body: {exc}"))
-        except BaseException:
-            self._discard(saved)  # a client that hangs up mid-upload leaves no file behind
+                    await part.release()  # one file per upload, as upstream
+        except BaseException:  # a client that hangs up mid-upload included
+            if saved is not None:
+                saved.path.unlink(missing_ok=True)
             raise
-        if saved is None:
-            return respond(validation_reply([missing("file")]))
-        purpose = fields.get("purpose", "fine-tune")
-        if purpose not in PURPOSES:
-            self._discard(saved)
-            return respond(invalid("purpose", f"Input should be one of {PURPOSES}", purpose))
-        sample_type = "batch_request" if purpose == "batch" else saved.sample_type
-        saved = replace(saved, purpose=purpose, sample_type=sample_type)
-        self.store.add(saved)
-        return respond(json_reply(saved.to_json()))
+        return saved, fields
 
     async def _save(self, part: BodyPartReader) -> StoredFile:
         file_id, path = self.store.new_path()
@@ -87,15 +95,18 @@ class FilesApi:
             path.unlink(missing_ok=True)
             raise
         name = part.filename or "upload.jsonl"
-        mimetype = part.headers.get("Content-Type")
-        lines = counter.close()
         return StoredFile(
-            file_id, path, name, "fine-tune", "instruct", "upload", size, lines, now_s(), mimetype
+            id=file_id,
+            path=path,
+            filename=name,
+            purpose="fine-tune",  # set from the purpose field once the form is read
+            sample_type="instruct",
+            source="upload",
+            size=size,
+            num_lines=counter.close(),
+            created_at=now_s(),
+            mimetype=part.headers.get("Content-Type"),
         )
-
-    def _discard(self, saved: StoredFile | None) -> None:
-        if saved is not None:
-            saved.path.unlink(missing_ok=True)
 
     async def list(self, request: web.Request) -> web.StreamResponse:
         """``ListFilesResponse``: filters ``purpose``, ``sample_type``, ``source``, ``search``."""

@@ -120,12 +120,19 @@ class _Sink:
             return None
         self._file.close()
         name = f"{self._job_id}_{'output' if self._kind == 'batch_result' else 'error'}.jsonl"
-        self._store.add(
-            StoredFile(
-                self._id, self._path, name, "batch", self._kind, "mistral",
-                self._size, self._lines, now_s(), "application/jsonl",
-            )
-        )  # fmt: skip
+        stored = StoredFile(
+            id=self._id,
+            path=self._path,
+            filename=name,
+            purpose="batch",
+            sample_type=self._kind,
+            source="mistral",
+            size=self._size,
+            num_lines=self._lines,
+            created_at=now_s(),
+            mimetype="application/jsonl",
+        )
+        self._store.add(stored)
         return self._id
 
     def close(self) -> None:
