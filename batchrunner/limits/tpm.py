@@ -46,10 +46,6 @@ class TokenBudget:
         self._sent: deque[Reservation] = deque()
         self._window_sum = 0
 
-    def fits(self, tokens: int) -> bool:
-        """Whether one request of ``tokens`` can ever be admitted."""
-        return tokens <= self.tpm
-
     async def reserve(self, tokens: int) -> Reservation:
         """Wait until ``tokens`` fit the bucket and the window; hand the result to
         :meth:`settle` when the answer comes."""
