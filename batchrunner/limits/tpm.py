@@ -19,8 +19,12 @@ from aiolimiter import AsyncLimiter
 
 __all__ = ["Reservation", "TokenBudget"]
 
+#: The bucket holds this share of a minute's budget. Larger lets bigger requests through
+#: in one piece and a bigger burst at the start; smaller spaces them more evenly.
 _BURST_SHARE = 1 / 50
-_WINDOW = 60.0 + 0.05  # a little margin for the requests' different trips to the server
+#: The account's minute, plus 50 ms for the requests' different trips to the server. Wider
+#: costs that share of the budget; narrower risks a window the server counts as over.
+_WINDOW = 60.0 + 0.05
 
 
 class Reservation:
