@@ -17,7 +17,7 @@ import anyio
 import anyio.abc
 
 from batchrunner.clients import Client, make_client
-from batchrunner.config import RunConfig
+from batchrunner.config import MAX_POOL, RunConfig
 from batchrunner.engine.accounting import Accounting
 from batchrunner.engine.admission import admit
 from batchrunner.engine.breaker import CircuitBreaker
@@ -29,7 +29,6 @@ from batchrunner.engine.retry import RetryPolicy
 from batchrunner.engine.stats import RunStats
 from batchrunner.engine.workers import ItemSender, read_ahead
 from batchrunner.errors import ConfigError, OutputWriteError
-from batchrunner.limits.adaptive import MAX_POOL
 from batchrunner.limits.gates import Gates
 from batchrunner.limits.pricing import CostMeter, price_table
 from batchrunner.limits.spending import Spending

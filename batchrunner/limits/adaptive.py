@@ -15,10 +15,11 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from batchrunner.config import MAX_POOL
 from batchrunner.limits.pacing import RatePacer
 from batchrunner.limits.slots import Slots
 
-__all__ = ["MAX_POOL", "Adaptive"]
+__all__ = ["Adaptive"]
 
 # Each constant trades following the server closely against holding steady.
 
@@ -57,9 +58,6 @@ _MIN_RATE = 0.1
 #: No rate cap: a 429 cuts the pool to this share (the pool is then what AIMD moves).
 #: Deeper sheds load faster and leaves more of the server idle after one stray 429.
 _POOL_CUT = 0.7
-#: Most requests in flight (and connections): more hides longer latencies at high rates,
-#: at the cost of sockets and memory. The clients' connection pools are sized to it.
-MAX_POOL = 1024
 #: No rate cap: the first pool, and the most it grows to by one a second. A larger start
 #: reaches full speed sooner and hits a small server harder before its first 429.
 _UNCAPPED_START = 32
