@@ -17,6 +17,7 @@ __all__ = [
     "ClientKind",
     "RunConfig",
     "default_paths",
+    "manifest_path",
 ]
 
 DEFAULT_SERVER_URL = "https://api.mistral.ai"
@@ -138,3 +139,8 @@ class RunConfig:
     def replace(self, **changes: object) -> RunConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def manifest_path(results: Path) -> Path:
+    """The small run manifest kept beside a results file."""
+    return results.with_name(results.name + ".manifest.json")
