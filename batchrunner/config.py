@@ -30,6 +30,7 @@ __all__ = [
     "RunConfig",
     "Setting",
     "default_paths",
+    "manifest_path",
     "option",
     "settings_of",
     "type_problem",
@@ -294,7 +295,7 @@ class RunConfig:
     @property
     def manifest_path(self) -> Path:
         """The small run manifest kept beside the results file."""
-        return self.output_path.with_name(self.output_path.name + ".manifest.json")
+        return manifest_path(self.output_path)
 
 
 #: RunConfig's options, in field order.
@@ -356,3 +357,8 @@ def _check_together(c: RunConfig) -> None:
         raise _refused("dead_letter_path", "a file other than output_path")
     if c.input_path in (c.output_path, c.dead_letter_path):
         raise _refused("input_path", "a file other than output_path and dead_letter_path")
+
+
+def manifest_path(results: Path) -> Path:
+    """The small run manifest kept beside a results file."""
+    return results.with_name(results.name + ".manifest.json")

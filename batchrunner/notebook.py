@@ -32,10 +32,8 @@ from batchrunner.api import Progress, arun
 from batchrunner.config import RunConfig
 from batchrunner.errors import ConfigError
 from batchrunner.export.answers import Answer, answer_of
-from batchrunner.input.lines import BadLine, Done, Item, read_input
+from batchrunner.export.join import Joined, RunFiles, joined
 from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
-from batchrunner.ledger.records import KIND_INPUT
-from batchrunner.ledger.state import iter_jsonl
 
 __all__ = ["Result", "arun_list", "run_list"]
 
@@ -162,50 +160,25 @@ def _folder(workdir: str | os.PathLike[str] | None) -> Iterator[Path]:
 
 
 def _collect(config: RunConfig, requests: Sequence[Any]) -> list[Result]:
-    """Each input line's outcome, in input order (one line per request)."""
-    results = {o.get("custom_id"): o for _, o in iter_jsonl(config.output_path) if o}
-    dead_ids, dead_lines = _dead(config.dead_letter_path)
+    """Each input line's outcome, in input order (one line per request), by the ledger's
+    rule (:func:`~batchrunner.export.join.joined`)."""
     prefix = implicit_id_prefix(read_manifest(config.manifest_path))
-    entries = read_input(config.input_path, config.endpoint, config.model, implicit_prefix=prefix)
-    return [
-        _result(request, entry, results, dead_ids, dead_lines)
-        for request, entry in zip(requests, entries, strict=True)
-    ]
+    run = RunFiles(
+        config.input_path,
+        config.output_path,
+        config.dead_letter_path,
+        config.endpoint,
+        config.model,
+        prefix,
+    )
+    return [_result(r, j) for r, j in zip(requests, joined(run), strict=True)]
 
 
-def _dead(path: Path) -> tuple[dict[Any, dict[str, Any]], dict[Any, dict[str, Any]]]:
-    """The dead-letter entries by custom_id (refused requests) and by line (bad lines);
-    the last entry of each wins, as it does on resume."""
-    by_id: dict[Any, dict[str, Any]] = {}
-    by_line: dict[Any, dict[str, Any]] = {}
-    for _, entry in iter_jsonl(path):
-        if entry is None:
-            continue
-        meta = entry.get("batchrunner")
-        if isinstance(meta, dict) and meta.get("kind") == KIND_INPUT:
-            by_line[entry.get("line")] = entry
-        else:
-            by_id[entry.get("custom_id")] = entry
-    return by_id, by_line
-
-
-def _result(
-    request: Any,
-    entry: Item | BadLine | Done,
-    results: dict[Any, dict[str, Any]],
-    dead_ids: dict[Any, dict[str, Any]],
-    dead_lines: dict[Any, dict[str, Any]],
-) -> Result:
-    cid = entry.custom_id
-    if isinstance(entry, BadLine):
-        found = dead_lines.get(entry.line)
-        if found is None:
-            return Result(request, cid, "pending")
-        return Result(request, cid, "dead", error=found.get("error"))
-    if cid in results:
-        response = results[cid].get("response")
+def _result(request: Any, j: Joined) -> Result:
+    record = j.record or {}
+    if j.status == "ok":
+        response = record.get("response")
         body = response.get("body") if isinstance(response, dict) else None
-        return Result(request, cid, "ok", response=body if isinstance(body, dict) else None)
-    if cid in dead_ids:
-        return Result(request, cid, "dead", error=dead_ids[cid].get("error"))
-    return Result(request, cid, "pending")
+        return Result(request, j.custom_id, "ok", response=body if isinstance(body, dict) else None)
+    error = record.get("error") if j.status == "dead" else None
+    return Result(request, j.custom_id, j.status, error=error if isinstance(error, dict) else None)

@@ -1,4 +1,10 @@
-"""Shared fixtures: the real mock server in a subprocess on a free port, and the real CLI."""
+"""Shared fixtures: the real mock server in a subprocess on a free port, and the real CLI.
+
+Two tiers: ``pytest -m "not e2e"`` runs the fast in-process tests in seconds; tests marked
+``e2e`` run the real CLI or the real mock server as processes over loopback. Starting either
+process from a test not marked ``e2e`` fails that test (:func:`require_e2e`), so the fast tier
+stays fast as tests are added.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,21 @@ import pytest
 PREFIX = "mock server listening on "
 TEST_KEY = "sk-test-0123456789abcdef-SECRET"
 
+#: Whether the test being set up or run carries the ``e2e`` marker.
+_current_is_e2e = False
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Remember the test's tier before its fixtures (module-scoped ones too) are set up."""
+    global _current_is_e2e
+    _current_is_e2e = item.get_closest_marker("e2e") is not None
+
+
+def require_e2e(what: str) -> None:
+    """Fail a test outside the ``e2e`` tier that starts ``what`` as a process."""
+    if not _current_is_e2e:
+        pytest.fail(f"this test starts {what} as a process: mark it @pytest.mark.e2e")
+
 
 @dataclass
 class MockProc:
@@ -32,6 +53,7 @@ class MockProc:
 
 def start_mock(*args: str) -> MockProc:
     """``python -m batchrunner.mock --port 0 ARGS``; returns once it listens."""
+    require_e2e("the mock server")
     cmd = [sys.executable, "-m", "batchrunner.mock", "--host", "127.0.0.1", "--port", "0", *args]
     proc = subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -87,6 +109,7 @@ def run_cli(
     *args: str | Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> CliResult:
     """The real command, in a subprocess: ``python -m batchrunner ARGS``."""
+    require_e2e("the CLI")
     proc = subprocess.run(
         [sys.executable, "-m", "batchrunner", *map(str, args)],
         env=cli_env() if env is None else env,

@@ -209,6 +209,7 @@ def _mock(entry: str, *args: str) -> subprocess.CompletedProcess[str]:
 ENTRIES = pytest.mark.parametrize("entry", ["module", "batchrunner"])
 
 
+@pytest.mark.e2e
 @ENTRIES
 @pytest.mark.parametrize(
     ("args", "words"),
@@ -226,6 +227,7 @@ def test_mock_bad_option_is_one_line_exit_2(entry: str, args: list[str], words: 
     assert proc.stderr.count("\n") == 1 and words in proc.stderr, proc.stderr
 
 
+@pytest.mark.e2e
 @ENTRIES
 def test_mock_port_in_use_is_one_line_exit_1(entry: str) -> None:
     with socket.socket() as taken:
@@ -239,6 +241,7 @@ def test_mock_port_in_use_is_one_line_exit_1(entry: str) -> None:
     assert f"cannot start the mock server on 127.0.0.1:{port}" in proc.stderr
 
 
+@pytest.mark.e2e
 def test_mock_unknown_host_is_one_line_exit_1() -> None:
     res = run_cli("mock-server", "--host", "no-such-host.invalid", "--port", "0", timeout=30)
     assert res.code == 1

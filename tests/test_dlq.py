@@ -5,6 +5,8 @@ The dead-letter file comes from the real ``batchrunner run`` against the real mo
 few input lines are broken on purpose. Commands are driven in-process through click's
 runner for speed, and through the real CLI (``python -m batchrunner dlq``) where what
 matters is the real process: exit codes, one-line errors, the round trip through ``run``.
+Every test that reads that file is marked ``e2e`` (its fixture is a real run); the tests that
+build their dead-letter files by hand are in the fast tier.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ def summary_json(*args: str | Path) -> Any:
 # -- which entries count ----------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_the_run_dead_letters_what_the_tests_expect(dead_run: Run) -> None:
     dead = read_jsonl(dead_run.dead)
     requests = [r for r in dead if r["batchrunner"]["kind"] == "request"]
@@ -163,6 +166,7 @@ def test_last_entry_wins_and_a_result_supersedes(tmp_path: Path) -> None:
     assert len(live_entries(dlq_path)) == 5  # no results file: b and c count too
 
 
+@pytest.mark.e2e
 def test_the_results_file_is_found_by_option_manifest_or_name(
     dead_run: Run, tmp_path: Path
 ) -> None:
@@ -181,6 +185,7 @@ def test_the_results_file_is_found_by_option_manifest_or_name(
 # -- summary ------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_summary_counts_match_the_file(dead_run: Run) -> None:
     data = summary_json(dead_run.dead)
     assert data["results"] == str(dead_run.results.resolve())
@@ -199,6 +204,7 @@ def test_summary_counts_match_the_file(dead_run: Run) -> None:
     assert model["example"] == "Invalid model: foo-1"
 
 
+@pytest.mark.e2e
 def test_summary_leaves_out_ids_that_later_got_a_result(dead_run: Run, tmp_path: Path) -> None:
     dlq_path = copy_run(dead_run, tmp_path, "in.dead.jsonl", "in.results.jsonl")
     before = summary_json(dlq_path)
@@ -212,6 +218,7 @@ def test_summary_leaves_out_ids_that_later_got_a_result(dead_run: Run, tmp_path:
     assert summary_json(dlq_path, "--results", dead_run.results)["total"] == before["total"]
 
 
+@pytest.mark.e2e
 def test_summary_table(dead_run: Run) -> None:
     res = invoke("summary", dead_run.dead)
     assert res.exit_code == 0, res.output
@@ -257,6 +264,7 @@ def shown_ids(*args: str | Path) -> list[str | None]:
     return [orjson.loads(line)["custom_id"] for line in res.stdout.splitlines()]
 
 
+@pytest.mark.e2e
 def test_show_filters(dead_run: Run) -> None:
     dead = dead_run.dead
     either = ["b1", "n1", "n2", "#5", "m1", "m2"]
@@ -270,6 +278,7 @@ def test_show_filters(dead_run: Run) -> None:
     assert len(shown_ids(dead)) == len(DEAD_STATUS) + len(INPUT_TYPES)
 
 
+@pytest.mark.e2e
 def test_show_json_lines_are_the_records_as_written(dead_run: Run) -> None:
     res = invoke("show", dead_run.dead, "--json")
     shown = [orjson.loads(line) for line in res.stdout.splitlines()]
@@ -278,6 +287,7 @@ def test_show_json_lines_are_the_records_as_written(dead_run: Run) -> None:
     assert sorted(shown, key=key) == sorted(written, key=key)
 
 
+@pytest.mark.e2e
 def test_show_table(dead_run: Run) -> None:
     res = invoke("show", dead_run.dead, "--status", "404")
     assert res.exit_code == 0, res.output
@@ -290,6 +300,7 @@ def test_show_table(dead_run: Run) -> None:
 # -- requeue ------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_requeue_writes_batch_lines_and_reports_what_it_left_out(
     dead_run: Run, tmp_path: Path
 ) -> None:
@@ -310,6 +321,7 @@ def test_requeue_writes_batch_lines_and_reports_what_it_left_out(
     assert f"re-queued {len(DEAD_STATUS)} requests" in res.stdout
 
 
+@pytest.mark.e2e
 def test_requeue_to_stdout_writes_only_the_lines_there(dead_run: Run) -> None:
     res = invoke("requeue", dead_run.dead, "-o", "-", "--status", "404")
     assert res.exit_code == 0, res.output
@@ -322,6 +334,7 @@ def test_requeue_to_stdout_writes_only_the_lines_there(dead_run: Run) -> None:
     assert not Path("-").exists()
 
 
+@pytest.mark.e2e
 def test_requeue_refuses_to_overwrite_without_force(dead_run: Run, tmp_path: Path) -> None:
     out = tmp_path / "again.jsonl"
     out.write_text("keep me\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -147,3 +148,95 @@ def test_requeue_never_overwrites_the_runs_input(
     res = run_cli("dlq", "requeue", inp.with_name("in.dead.jsonl"), "-o", inp, "--force")
     assert res.code == 2 and "input" in res.stderr
     assert inp.read_bytes() == before
+
+
+def dlq_summary(inp: Path) -> dict[str, Any]:
+    res = run_cli("dlq", "summary", inp.with_name(inp.stem + ".dead.jsonl"), "--json")
+    assert res.code == 0, res.stderr
+    data: dict[str, Any] = orjson.loads(res.stdout)
+    return data
+
+
+def summary_of(inp: Path, mock: MockProc, *extra: str) -> dict[str, Any]:
+    """Run with ``--summary-json`` and return the summary."""
+    path = inp.with_name("summary.json")
+    res = run_cli(*run(inp, mock, "--model", MODEL, "--summary-json", str(path), *extra))
+    assert res.code in (0, 1), res.stderr
+    data: dict[str, Any] = orjson.loads(path.read_bytes())
+    return data
+
+
+def test_garbage_200s_count_under_one_key_everywhere(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
+    mock = mock_server()
+    rows = [
+        {"custom_id": "ok", "prompt": "x"},
+        {"custom_id": "g", "prompt": "[[mock:garbage,garbage]] y"},
+        {"custom_id": "b", "prompt": "[[mock:400]] z"},
+    ]
+    inp = write_jsonl(tmp_path / "in.jsonl", rows)
+    with inp.open("ab") as f:
+        f.write(b"{not json\n")
+    summary = summary_of(inp, mock, "--max-attempts", "2")
+    dead = {d["custom_id"]: d["error"] for d in read_jsonl(tmp_path / "in.dead.jsonl")}
+    assert (dead["g"]["status_code"], dead["g"]["type"]) == (200, "retries_exhausted")
+    expected = {"retries_exhausted": 1, "400": 1, "invalid_json": 1}
+    assert summary["dead_by_status"] == expected
+    assert status(inp)["dead_by_status"] == expected
+    assert dlq_summary(inp)["by_key"] == expected
+
+
+def agree(inp: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """``status`` and ``dlq summary`` agree with each other and with the run summary's
+    totals; returns the status."""
+    st, dq = status(inp), dlq_summary(inp)
+    assert st["dead_lettered"] == dq["total"] == summary["dead_lettered_total"]
+    assert st["dead_by_status"] == dq["by_key"]
+    assert st["done"] == summary["results_total"]
+    assert st["pending"] == summary["pending"] == 0
+    return st
+
+
+def test_status_dlq_and_the_run_summary_agree_through_fixes_and_retries(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
+    mock = mock_server()  # one server: a [[mock:400]] request succeeds when sent again
+    rows = [
+        {"custom_id": "ok1", "prompt": "a"},
+        {"custom_id": "d1", "prompt": "[[mock:400]] b"},
+        {"custom_id": "d2", "prompt": "[[mock:422]] c"},
+        {"custom_id": "g", "prompt": "[[mock:garbage,garbage]] d"},
+        {"custom_id": "nr"},
+        {"custom_id": "ok2", "prompt": "e"},
+    ]
+    inp = write_jsonl(tmp_path / "in.jsonl", rows)
+    with inp.open("ab") as f:
+        f.write(b"{broken\n")
+    first = summary_of(inp, mock, "--max-attempts", "2")
+    st = agree(inp, first)
+    assert st["dead_by_status"] == first["dead_by_status"]
+    assert st["dead_by_status"] == {
+        "400": 1,
+        "422": 1,
+        "retries_exhausted": 1,
+        "no_request": 1,
+        "invalid_json": 1,
+    }
+    # Fix both bad lines (one now fails, one succeeds) and send the 400s again (d1 now
+    # succeeds: its result supersedes its entry).
+    text = inp.read_bytes().replace(
+        b'{"custom_id":"nr"}', b'{"custom_id":"nr","prompt":"[[mock:400]] f"}'
+    )
+    inp.write_bytes(text.replace(b"{broken", b'{"custom_id":"fixed","prompt":"g"}'))
+    second = summary_of(inp, mock, "--allow-changed-input", "--retry-dead", "--status", "400")
+    assert second["dead_by_status"] == {"400": 1}  # this run's: the fixed line refused
+    st = agree(inp, second)
+    assert st["dead_by_status"] == {"400": 1, "422": 1, "retries_exhausted": 1}
+    assert (st["done"], st["dead_lettered"]) == (4, 3)
+    # A plain resume sends nothing and says the same.
+    third = summary_of(inp, mock)
+    assert third["requests_sent"] == 0
+    again = agree(inp, third)
+    counts = ("done", "dead_lettered", "dead_by_status", "pending")
+    assert [again[k] for k in counts] == [st[k] for k in counts]

@@ -119,13 +119,16 @@ def test_tpm_keeps_within_a_server_limit_of_the_same_value(
     assert sorted(ids(paths(inp)[0])) == input_ids(inp)
     stats = mock.stats()
     assert stats["rate_limited"] <= 0.02 * n
-    # Paced, not burst: after a start-up share of tpm / 50, no more than tpm / 60 a second
-    # (a run without --tpm sends all of it in well under a second). A lower bound on the
-    # time taken, with a wide margin: a busy machine only makes the run longer.
+    # Paced, not burst: the tokens the server counted between its first and last arrival
+    # fit a start-up share of tpm / 50 plus tpm / 60 a second of that window (a run without
+    # --tpm sends all of it in well under a second). A count in a window of the server's own
+    # arrival stamps, not a stopwatch on the test: a loaded machine only delays arrivals and
+    # so widens the window. The 4/3 covers a late first stamp. test_limits_unit checks the
+    # budget exactly, on a virtual clock; benchmarks/suite.py's P5 measures the rate.
     used = stats["tokens"]["prompt"] + stats["tokens"]["completion"]
-    span = stats["last_arrival"] - stats["first_arrival"]
+    window = stats["last_arrival"] - stats["first_arrival"]
     assert used > tpm / 20  # the run is long enough for the check below to mean something
-    assert span >= 0.75 * (used - tpm / 50) / (tpm / 60)
+    assert used <= tpm / 50 + tpm / 60 * window * 4 / 3
 
 
 def test_request_bigger_than_tpm_is_dead_lettered_without_sending(
@@ -255,7 +258,9 @@ def test_adaptive_rate_settles_below_a_lower_server_limit(tmp_path: Path) -> Non
     down from 100 to 30, and the 429s of a run this short are mostly from that start (over
     a third of all requests; the benchmark measures the settled share). So: fewer 429s
     than items (a fixed 100/s would draw more than two per item), and few in the last
-    quarter of the requests, once it has settled."""
+    quarter of the requests, once it has settled. Counts of the server's answers; how fast
+    it settles is asserted exactly in test_adaptive_loop (virtual clock) and measured by
+    benchmarks/suite.py's P6."""
     n = 300
     log = tmp_path / "mock.log"
     mock = start_mock("--limit-rps", "30", "--log", str(log))

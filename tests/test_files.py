@@ -1,5 +1,5 @@
-"""The files: append-only output, the ledger read back from it, the manifest, the input
-scan and job files."""
+"""The files: append-only output, the manifest, the input scan and job files (the ledger
+read back from them: test_ledger.py)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ import types
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
 import pytest
 
 from batchrunner.cli.jobfile import load_job
 from batchrunner.config import RunConfig
 from batchrunner.errors import ConfigError, LedgerError, OutputWriteError
-from batchrunner.input.lines import BadLine, Item, parse_line, read_input
+from batchrunner.input.lines import BadLine, read_input
 from batchrunner.input.scan import scan_input
 from batchrunner.ledger import manifest
 from batchrunner.ledger.appendfile import AppendFile, repair_torn_tail
@@ -28,9 +27,6 @@ from batchrunner.ledger.manifest import (
     previous_input_size,
     write_manifest,
 )
-from batchrunner.ledger.records import dead_line, input_dead_line, result_line
-from batchrunner.ledger.state import DeadEntry, scan
-from batchrunner.vocabulary import Failure
 
 CHAT = "/v1/chat/completions"
 
@@ -214,126 +210,6 @@ def test_append_file_short_write_is_cut_back(
     f.write(b'{"n": 3}\n')  # the file stays usable, and whole
     f.close()
     assert path.read_bytes() == b'{"n": 1}\n{"n": 3}\n'
-
-
-# --- ledger.scan ------------------------------------------------------------------------------
-
-
-def make_item(cid: str, prompt: str = "hi") -> Item:
-    parsed = parse_line(orjson.dumps({"custom_id": cid, "prompt": prompt}), 1, CHAT, "m")
-    assert isinstance(parsed, Item)
-    return parsed
-
-
-def rejected(status: int = 400, type_: str = "bad_request") -> Failure:
-    return Failure(type=type_, status_code=status, message="nope")
-
-
-def write(path: Path, *lines: bytes) -> Path:
-    with path.open("ab") as f:
-        for line in lines:
-            f.write(line)
-    return path
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> tuple[Path, Path]:
-    return tmp_path / "results.jsonl", tmp_path / "dead.jsonl"
-
-
-def test_scan_missing_files_is_empty(files: tuple[Path, Path]) -> None:
-    state = scan(*files)
-    assert state.results == {}
-    assert state.dead == {}
-    assert state.dead_lines == set()
-    assert state.warnings == []
-
-
-def test_scan_results_ids_with_fingerprints(files: tuple[Path, Path]) -> None:
-    results, dead = files
-    a, b = make_item("a", "one"), make_item("b", "two")
-    write(results, result_line(a, {"id": "x"}, 1, 0.1), b"\n", result_line(b, {}, 2, 0.2))
-    state = scan(results, dead)
-    assert state.results == {"a": a.fp, "b": b.fp}
-    assert state.warnings == []
-
-
-def test_scan_dead_entries_by_kind(files: tuple[Path, Path]) -> None:
-    results, dead = files
-    c = make_item("c")
-    no_model = parse_line(b'{"custom_id": "x", "prompt": "p"}', 7, CHAT, None)
-    assert isinstance(no_model, BadLine)
-    write(dead, dead_line(c, rejected(422, "validation_error"), 1), input_dead_line(no_model))
-    state = scan(results, dead)
-    assert state.dead == {"c": DeadEntry(c.fp, 422, "validation_error")}
-    # An input line is recorded by its line number, not by the id it may carry.
-    assert state.dead_lines == {7}
-    assert "x" not in state.dead
-    assert state.dead_by_status() == {422: 1}
-
-
-@pytest.mark.parametrize("dead_first", [True, False])
-def test_scan_result_supersedes_dead_entry(files: tuple[Path, Path], dead_first: bool) -> None:
-    results, dead = files
-    a, b = make_item("a"), make_item("b")
-    steps = [
-        (dead, dead_line(a, rejected(500, "server_error"), 8)),
-        (results, result_line(a, {}, 1, 0.1)),
-    ]
-    for path, line in steps if dead_first else reversed(steps):
-        write(path, line)
-    write(dead, dead_line(b, rejected(), 1))
-    state = scan(results, dead)
-    assert "a" in state.dead  # the entry is read ...
-    assert set(state.effective_dead()) == {"b"}  # ... but the result wins
-    assert state.dead_by_status() == {400: 1}
-    assert state.results == {"a": a.fp}
-
-
-def test_scan_last_dead_entry_for_an_id_wins(files: tuple[Path, Path]) -> None:
-    results, dead = files
-    c = make_item("c")
-    write(dead, dead_line(c, rejected(429, "rate_limited"), 8), dead_line(c, rejected(), 1))
-    assert scan(results, dead).dead["c"] == DeadEntry(c.fp, 400, "bad_request")
-    dead.unlink()
-    write(dead, dead_line(c, rejected(), 1), dead_line(c, rejected(429, "rate_limited"), 8))
-    assert scan(results, dead).dead["c"] == DeadEntry(c.fp, 429, "rate_limited")
-
-
-def test_scan_invalid_lines_are_warnings_not_fatal(files: tuple[Path, Path]) -> None:
-    results, dead = files
-    a = make_item("a")
-    write(results, b"garbage\n", result_line(a, {}, 1, 0.1), b"[1, 2]\n", b'{"no": "id"}\n')
-    write(dead, b"{oops\n", dead_line(make_item("d"), rejected(), 1), b"\n")
-    state = scan(results, dead)
-    assert state.results == {"a": a.fp}
-    assert set(state.dead) == {"d"}
-    assert sorted(state.warnings) == sorted(
-        [
-            f"{results}:1: not a result line; ignored",
-            f"{results}:3: not a result line; ignored",
-            f"{results}:4: not a result line; ignored",
-            f"{dead}:1: not a dead-letter line; ignored",
-        ]
-    )
-
-
-def test_scan_repairs_a_torn_tail_with_a_warning(files: tuple[Path, Path]) -> None:
-    results, dead = files
-    a = make_item("a")
-    torn_result = result_line(make_item("z"), {}, 1, 0.1)[:30]
-    torn_dead = dead_line(make_item("y"), rejected(), 1)[:-5]
-    write(results, result_line(a, {}, 1, 0.1), torn_result)
-    write(dead, torn_dead)
-    state = scan(results, dead)
-    assert state.results == {"a": a.fp}
-    assert state.dead == {}
-    assert len(state.warnings) == 2
-    assert f"repaired {results}" in state.warnings[0]
-    assert f"{len(torn_result)} bytes" in state.warnings[0]
-    assert f"repaired {dead}" in state.warnings[1]
-    assert results.read_bytes() == result_line(a, {}, 1, 0.1)
-    assert dead.read_bytes() == b""
 
 
 # --- manifest ---------------------------------------------------------------------------------

@@ -177,14 +177,6 @@ def test_settle_carries_credit_and_debt_to_the_next_reservation() -> None:
     assert 9.5 <= debt <= 10.5
 
 
-def test_fits_says_whether_a_request_can_ever_be_admitted() -> None:
-    budget = TokenBudget(5_000)
-    assert budget.fits(1)
-    assert budget.fits(5_000)
-    assert not budget.fits(5_001)
-    assert budget.tpm == 5_000
-
-
 # -- OrderedWriter ---------------------------------------------------------------------------
 
 

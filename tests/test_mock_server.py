@@ -1,4 +1,9 @@
-"""The mock Mistral server: SDK-valid bodies, determinism, faults, limits, stats, CLI."""
+"""The mock Mistral server: SDK-valid bodies, determinism, faults, limits, stats, CLI.
+
+Answers go over real loopback HTTP to a server in the test's own loop; how long each answer
+is held (latency, ``slow``, ``timeout``) is measured on a virtual clock, exactly. Only the
+tests of ``python -m batchrunner.mock`` as a process are ``e2e``.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,25 @@ import selectors
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import orjson
 import pytest
+from aiohttp import streams
+from aiohttp.test_utils import make_mocked_request
+from conftest import require_e2e
 from mistralai.client import Mistral, errors, models
+from virtual_clock import run_virtual
 
 from batchrunner.mock import MODEL_IDS, MockConfig, MockServer, parse_error_rates, start_server
+from batchrunner.mock.app import _Pipeline
+from batchrunner.mock.endpoints import ENDPOINTS
 
 CHAT = "/v1/chat/completions"
 AUTH = {"Authorization": "Bearer test-key"}
@@ -215,9 +226,7 @@ async def test_reset_garbage_quota_and_slow() -> None:
         status, raw, headers = await post(session, chat_body("q [[mock:quota]]"))
         assert status == 429 and "Retry-After" not in headers
         assert orjson.loads(raw)["type"] == "quota_exceeded"
-        started = time.monotonic()
-        assert (await post(session, chat_body("s [[mock:slow]]")))[0] == 200
-        assert time.monotonic() - started >= 0.29
+        # [[mock:slow]]: see test_answers_are_held_for_the_latency_and_the_fault
         assert (await post(session, chat_body("r [[mock:reset]]")))[0] == 200
         assert (await post(session, chat_body("x [[mock:bogus]]")))[0] == 400
         assert server.stats.by_status["reset"] == 1
@@ -226,20 +235,77 @@ async def test_reset_garbage_quota_and_slow() -> None:
 
 @pytest.mark.asyncio
 async def test_timeout_fault_hangs_then_answers_and_close_cuts_it_short() -> None:
-    async with serving(hang_s=0.2) as (server, session):
-        started = time.monotonic()
+    async with serving(hang_s=0.01) as (server, session):  # how long it holds: below
         status, _, _ = await post(session, chat_body("t [[mock:timeout]]"))
-        assert status == 200 and time.monotonic() - started >= 0.19
+        assert status == 200
         assert server.stats.by_status == {"timeout": 1}
-    server = await start_server(MockConfig(hang_s=60))
+    server = await start_server(MockConfig(hang_s=3600))
     async with aiohttp.ClientSession(server.url) as session:
         task = asyncio.create_task(post(session, chat_body("t [[mock:timeout]]")))
         await stats_ready(session, 1)
-        started = time.monotonic()
-        await server.close()
-        assert time.monotonic() - started < 5
+        # Only a clock can tell "close() cut the hang short" from "close() waited": the hang
+        # is an hour, and close() takes its 0.2 s shutdown timeout (aiohttp's own default
+        # would be 60 s). 30 s is far from both, so load cannot fail it and a regression to
+        # the default cannot pass. The request is then cut: no answer ever reaches it.
+        async with asyncio.timeout(30):
+            await server.close()
         with pytest.raises(aiohttp.ClientError):
             await task
+        assert server.stats.by_status == {"timeout": 1}
+
+
+def held_for(config: MockConfig, *texts: str) -> list[tuple[float, int]]:
+    """Virtual seconds one server's request pipeline holds each chat request, one after
+    the other, and the status it answers.
+
+    The real handler code, on a virtual clock: a sleep moves the clock at once, so the hold
+    is measured exactly and takes no real time. No socket is involved (aiohttp's mocked
+    request), which is what lets the clock be virtual."""
+
+    async def main() -> list[tuple[float, int]]:
+        loop = asyncio.get_running_loop()
+        pipeline = _Pipeline(config)
+        held = []
+        for text in texts:
+            payload = streams.StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=loop)
+            payload.feed_data(orjson.dumps(chat_body(text)))
+            payload.feed_eof()
+            headers = {**AUTH, "Content-Type": "application/json"}
+            request = make_mocked_request("POST", CHAT, headers=headers, payload=payload)
+            started = loop.time()
+            response = await pipeline.api(request, ENDPOINTS[CHAT])
+            held.append((loop.time() - started, response.status))
+        return held
+
+    return run_virtual(main)
+
+
+@pytest.mark.parametrize(
+    ("config", "text", "seconds"),
+    [
+        (MockConfig(), "plain", 0.0),
+        (MockConfig(latency_ms=60), "late", 0.06),
+        (MockConfig(), "s [[mock:slow]]", 0.3),
+        (MockConfig(latency_ms=60), "s [[mock:slow]]", 0.36),  # on top of the latency
+        (MockConfig(hang_s=0.2), "t [[mock:timeout]]", 0.2),
+        (MockConfig(), "t [[mock:timeout]]", 30.0),  # the default hang
+    ],
+)
+def test_answers_are_held_for_the_latency_and_the_fault(
+    config: MockConfig, text: str, seconds: float
+) -> None:
+    [(held, status)] = held_for(config, text)
+    assert held == pytest.approx(seconds, abs=1e-4) and status == 200
+
+
+def test_jitter_spreads_the_latency_within_its_bounds() -> None:
+    config = MockConfig(latency_ms=50, jitter_ms=20, seed=3)
+    held = held_for(config, *(f"j{i}" for i in range(20)))
+    assert {status for _, status in held} == {200}
+    holds = [seconds for seconds, _ in held]
+    assert all(0.03 - 1e-4 <= h <= 0.07 + 1e-4 for h in holds)
+    assert len({round(h, 4) for h in holds}) > 10  # spread, not one fixed value
+    assert held_for(config, *(f"j{i}" for i in range(20))) == held  # and seeded
 
 
 async def stats_ready(session: aiohttp.ClientSession, total: int) -> None:
@@ -340,14 +406,6 @@ async def test_random_faults_follow_the_seed() -> None:
     assert set(first) == {200, 503}
 
 
-@pytest.mark.asyncio
-async def test_latency_delays_the_answer() -> None:
-    async with serving(latency_ms=60) as (_, session):
-        started = time.monotonic()
-        assert (await post(session, chat_body("late")))[0] == 200
-        assert time.monotonic() - started >= 0.059
-
-
 # --- stats and log -------------------------------------------------------------
 
 
@@ -378,6 +436,7 @@ async def test_stats_count_requests_statuses_paths_and_resends(tmp_path: Path) -
 
 
 def start_process(*args: str) -> subprocess.Popen[str]:
+    require_e2e("the mock server")
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
@@ -401,6 +460,7 @@ def first_line(proc: subprocess.Popen[str], timeout: float = 20.0) -> str:
     return proc.stdout.readline()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_subprocess_prints_url_and_exits_0_on_signal(sig: signal.Signals) -> None:
     proc = start_process("--port", "0", "--latency-ms", "0")
@@ -421,6 +481,7 @@ def test_subprocess_prints_url_and_exits_0_on_signal(sig: signal.Signals) -> Non
             proc.communicate()
 
 
+@pytest.mark.e2e
 def test_subprocess_bad_option_exits_2_with_one_line() -> None:
     proc = start_process("--error-rate", "429=2")
     out, err = proc.communicate(timeout=20)

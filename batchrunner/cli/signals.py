@@ -29,7 +29,7 @@ async def _main(config: RunConfig, quiet: bool) -> RunStats:
     await engine.open()
     with ProgressView(engine.stats, quiet=quiet) as view:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, engine, quiet)
+            tg.start_soon(_watch_signals, engine, engine.stats, config.drain_timeout, quiet)
             tg.start_soon(_refresh, view)
             error: BatchRunnerError | None = None
             try:
@@ -43,7 +43,7 @@ async def _main(config: RunConfig, quiet: bool) -> RunStats:
     return stats
 
 
-async def _watch_signals(engine: Engine, quiet: bool) -> None:
+async def _watch_signals(engine: Engine, stats: RunStats, drain: float, quiet: bool) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             name = signal.Signals(signum).name
@@ -51,8 +51,8 @@ async def _watch_signals(engine: Engine, quiet: bool) -> None:
                 engine.stop("interrupted")
                 if not quiet:
                     print(
-                        f"\n{name}: no new requests; finishing {engine.stats.in_flight} in flight "
-                        f"(up to {engine.config.drain_timeout:g} s). Again to abort now.",
+                        f"\n{name}: no new requests; finishing {stats.in_flight} in flight "
+                        f"(up to {drain:g} s). Again to abort now.",
                         file=sys.stderr,
                         flush=True,
                     )

@@ -1,24 +1,24 @@
-"""Reading a dead-letter file: what is still dead, grouped, filtered and re-queued.
+"""Reading a dead-letter file: the entries still dead, and filtering them.
 
-An entry counts only while it is still dead, decided exactly as the ledger decides on
-resume: for a custom_id the last entry wins and any result for that id supersedes it; an
-input line that could not be sent is keyed by its line number (last wins) and is
-superseded by a result for that line (the line was fixed and sent). Nothing here prints;
-``batchrunner dlq`` renders what these functions return.
+An entry counts only while it is the one in force for its key, as the ledger decides it
+for a resumed run and ``status`` (:class:`batchrunner.ledger.state.LedgerState`): the last
+entry for an id, unless the id has a result; the last entry for an input line that could
+not be sent, unless a result or a later request entry names that line. Nothing here
+prints; ``batchrunner dlq`` renders what these functions return.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchrunner.config import manifest_path
 from batchrunner.errors import DlqError, DlqWriteError, LedgerError
 from batchrunner.ledger.manifest import read_manifest
-from batchrunner.ledger.records import KIND_INPUT, KIND_REQUEST
-from batchrunner.ledger.state import iter_jsonl, result_lines, scan_readonly
+from batchrunner.ledger.records import DeadFields, loads_object, read_dead
+from batchrunner.ledger.state import read_records, scan_readonly
 
 __all__ = [
     "DeadLetter",
@@ -70,7 +70,7 @@ def find_run(dead_letter: Path, results: Path | None = None) -> RunFiles:
         if not results.is_file():
             what = "is not a file" if results.exists() else "does not exist"
             raise DlqError(f"results file {results} {what}")
-        manifest = _quiet_manifest(results.with_name(results.name + ".manifest.json"))
+        manifest = _quiet_manifest(manifest_path(results))
         return RunFiles(results, manifest, "option")
     manifest = _manifest_for(dead_letter)
     if manifest is not None:
@@ -111,76 +111,43 @@ def live_entries(
 ) -> list[DeadLetter]:
     """The entries of ``dead_letter`` still dead, in input-line order.
 
-    Streams both files; memory holds the results' ids and the live entries only. Lines
-    that are not dead-letter entries are skipped and described in ``warnings``.
+    Reads the dead-letter file twice: once to decide which entry is in force for each key,
+    once to pick those entries. Lines that are not dead-letter entries are skipped and
+    described in ``warnings``.
     """
     warn = warnings if warnings is not None else []
     if not dead_letter.is_file():
         what = "is not a file" if dead_letter.exists() else "does not exist"
         raise DlqError(f"dead-letter file {dead_letter} {what}")
-    done = _result_ids(results, warn) if results is not None else {}
-    by_id: dict[str, DeadLetter] = {}
-    by_line: dict[int, DeadLetter] = {}
     try:
-        for n, obj in iter_jsonl(dead_letter):
-            entry = _entry(obj) if obj is not None else None
-            if entry is None or not _keep(entry, done, by_id, by_line):
-                warn.append(f"{dead_letter}:{n}: not a dead-letter entry; ignored")
+        state = scan_readonly(results, dead_letter, with_fp=False)
+        warn.extend(state.warnings)
+        live = []
+        for offset, _, raw in read_records(dead_letter):
+            obj = loads_object(raw)
+            fields = read_dead(obj) if obj is not None else None
+            if obj is not None and fields is not None and state.in_force(offset, fields):
+                live.append(_entry(obj, fields))
     except OSError as exc:
-        raise DlqError(f"cannot read {dead_letter}: {exc.strerror or exc}") from None
-    if results is not None and by_line:
-        for line in result_lines(results, set(by_line)):  # fixed in the input and sent since
-            del by_line[line]
-    return sorted([*by_id.values(), *by_line.values()], key=_order)
+        raise DlqError(
+            f"cannot read {exc.filename or dead_letter}: {exc.strerror or exc}"
+        ) from None
+    return sorted(live, key=_order)
 
 
-def _keep(
-    entry: DeadLetter,
-    done: Collection[str],
-    by_id: dict[str, DeadLetter],
-    by_line: dict[int, DeadLetter],
-) -> bool:
-    """File ``entry`` under its key (last wins); ``False`` when it has no key."""
-    if entry.kind == KIND_INPUT:
-        if entry.line is None:
-            return False
-        by_line[entry.line] = entry
-    elif entry.custom_id is None:
-        return False
-    else:
-        if entry.line is not None:  # the line was fixed and sent since: its input entry goes
-            by_line.pop(entry.line, None)
-        if entry.custom_id not in done:  # a result supersedes every entry for its id
-            by_id[entry.custom_id] = entry
-    return True
-
-
-def _result_ids(results: Path, warnings: list[str]) -> dict[str, str | None]:
-    # The ledger's results scan (fast path: no full parse of our own lines); the
-    # dead-letter side is read here, so it gets an empty file.
-    try:
-        state = scan_readonly(results, Path(os.devnull), with_fp=False)
-    except OSError as exc:
-        raise DlqError(f"cannot read {results}: {exc.strerror or exc}") from None
-    warnings.extend(state.warnings)
-    return state.results
-
-
-def _entry(obj: dict[str, Any]) -> DeadLetter:
+def _entry(obj: dict[str, Any], fields: DeadFields) -> DeadLetter:
     error = _dict(obj.get("error"))
-    meta = _dict(obj.get("batchrunner"))
-    status, cid, line = error.get("status_code"), obj.get("custom_id"), obj.get("line")
-    attempts, ts, kind = obj.get("attempts", 0), obj.get("ts"), meta.get("kind")
+    attempts, ts = obj.get("attempts", 0), obj.get("ts")
     return DeadLetter(
-        custom_id=cid if isinstance(cid, str) else None,
-        line=line if _is_int(line) else None,
-        status_code=status if _is_int(status) else None,
-        type=str(error.get("type") or "unknown"),
+        custom_id=fields.custom_id,
+        line=fields.line,
+        status_code=fields.status_code,
+        type=fields.type,
         message=str(error.get("message") or ""),
         attempts=attempts if isinstance(attempts, int) else 0,
         ts=ts if isinstance(ts, str) else None,
         request=obj.get("request"),
-        kind=kind if isinstance(kind, str) else KIND_REQUEST,
+        kind=fields.kind,
         record=obj,
     )
 
@@ -189,15 +156,8 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _order(entry: DeadLetter) -> tuple[bool, int, str]:
     return entry.line is None, entry.line or 0, entry.custom_id or ""
-
-
-# -- filtering ---------------------------------------------------------------------
 
 
 def select(
@@ -236,9 +196,3 @@ def _strings(value: Any) -> Iterator[str]:
             stack.extend(v.values())
         elif isinstance(v, list):
             stack.extend(v)
-
-
-# -- summary ------------------------------------------------------------------------
-
-# Order matters: quoted strings first (their insides are not looked at again), then
-# uuids and long hex runs, then words holding digits.

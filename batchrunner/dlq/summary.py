@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchrunner.dlq.entries import DeadLetter
+from batchrunner.vocabulary import failure_key
 
 __all__ = ["MessageGroup", "StatusCount", "Summary", "normalise", "summarise"]
 
-
+# Order matters: quoted strings first (their insides are not looked at again), then
+# uuids and long hex runs, then words holding digits.
 _QUOTED = re.compile(r"\"[^\"\n]*\"|(?<!\w)'[^'\n]*'(?!\w)")
 _UUID = re.compile(r"\b[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\b")
 _WORD = re.compile(r"[\w-]*\d[\w-]*")
@@ -70,6 +72,8 @@ class MessageGroup:
 class Summary:
     total: int
     by_status: list[StatusCount]
+    #: Counts by failure key, as the run summary and ``status`` count them.
+    by_key: dict[str, int]
     messages: list[MessageGroup]
     #: Message groups beyond the ``top`` shown.
     more_messages: int
@@ -103,9 +107,9 @@ def summarise(entries: Iterable[DeadLetter], top: int = 10) -> Summary:
         groups.setdefault(normalise(e.message), _Group(e.message)).add(e.line)
     statuses = [StatusCount(s, t, n) for (s, t), n in by_status.items()]
     statuses.sort(key=lambda s: (-s.count, s.status_code or 0, s.type))
+    by_key: Counter[str] = Counter()
+    for c in statuses:
+        by_key[failure_key(c.status_code, c.type)] += c.count
     ranked = sorted(groups.items(), key=lambda kv: (-kv[1].count, kv[0]))
     shown = [MessageGroup(p, g.example, g.count, g.first, g.last) for p, g in ranked[:top]]
-    return Summary(total, statuses, shown, max(len(ranked) - top, 0))
-
-
-# -- requeue --------------------------------------------------------------------------
+    return Summary(total, statuses, dict(by_key), shown, max(len(ranked) - top, 0))

@@ -1,4 +1,9 @@
-"""Plain counters the engine updates and the CLI reads; the engine itself never prints."""
+"""Plain counters the engine updates and the CLI reads; the engine itself never prints.
+
+Who writes what: admission the input's counters (read, skipped, bad lines), the workers the
+sends (sent, in flight, retries), the outcomes writer the outcomes (ok, dead, tokens), the
+engine the rest (lines, gauges once a second, and at the end why the run stopped).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchrunner.vocabulary import Failure, failure_key
+from batchrunner.vocabulary import Failure, StopReason, failure_key
 
 __all__ = ["RunStats"]
 
@@ -37,8 +42,7 @@ class RunStats:
     warnings: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
-    input_exhausted: bool = False
-    stop_reason: str | None = None
+    stop_reason: StopReason | None = None
     pool: int = 0
     current_rps: float | None = None
     share_429: float = 0.0

@@ -4,202 +4,251 @@ A fixed pool of long-lived workers (as many as requests may be in flight) costs 
 CPU per request than a task per item. An item that must wait out a backoff is handed to a
 task of its own, so that the worker — and its concurrency slot — go on with the next item.
 
-An attempt passes the gates in this order: a concurrency slot, its tokens (``--tpm``), its
-turn at the rate pacer — so that it leaves the moment the pacer says, and the pacer's spacing
-is what the server sees. A wait that a graceful stop cuts short sends nothing. Gates that are
-open are passed without a cancel scope or a trip through the event loop.
+Every attempt passes the gates (:mod:`batchrunner.limits.gates`), which decide when it may
+leave; a retry goes back through them like a first attempt. A wait that a graceful stop
+cuts short sends nothing. The workers act on what their collaborators decide — a too-large
+item, a budget reached, a quota spent, a tripped breaker — and keep a failed write in the
+run control, which ends the run.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
+import asyncio
+import random
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 
 from batchrunner.clients import Client
 from batchrunner.clients.classify import redacted
-from batchrunner.engine.breaker import Parked
+from batchrunner.config import RunConfig
+from batchrunner.engine.accounting import Accounting, Estimate
+from batchrunner.engine.control import RunControl
+from batchrunner.engine.outcomes import Outcomes
+from batchrunner.engine.retry import RetryPolicy
+from batchrunner.engine.stats import RunStats
 from batchrunner.errors import OutputWriteError
 from batchrunner.input.lines import Item
-from batchrunner.limits.slots import Slots
-from batchrunner.limits.tpm import Reservation
+from batchrunner.limits.gates import Gates, Reservation
 from batchrunner.vocabulary import Failure, Success
 
-if TYPE_CHECKING:
-    from batchrunner.engine.run import Engine
+__all__ = ["ItemSender", "read_ahead"]
 
-__all__ = ["ItemSender"]
+_END = object()
+
+#: Items read ahead of the senders without ``--ordered`` (where the reorder buffer is the
+#: window): 8 per request in flight (128 when the pool sizes itself), at least 1024. More
+#: keeps the workers fed through long runs of done lines and items waiting out a backoff,
+#: which hold their place; each one costs a parsed request body in memory.
+_READ_AHEAD_PER_SLOT, _READ_AHEAD_MIN, _POOL_GUESS = 8, 1024, 128
+
+
+def read_ahead(config: RunConfig) -> int:
+    """How many items may be read and not yet finished: the workers' window."""
+    if config.ordered:
+        return config.reorder_buffer
+    return max(_READ_AHEAD_MIN, _READ_AHEAD_PER_SLOT * (config.concurrency or _POOL_GUESS))
 
 
 class ItemSender:
-    __slots__ = ("_client", "_engine", "_items", "_tg", "_window", "workers")
+    """The pool of workers of one run; :meth:`grow` starts them in ``tg``."""
+
+    __slots__ = (
+        "_accounting",
+        "_api_key",
+        "_client",
+        "_control",
+        "_endpoint",
+        "_exhausted",
+        "_gates",
+        "_items",
+        "_now",
+        "_outcomes",
+        "_policy",
+        "_rng",
+        "_stats",
+        "_tg",
+        "_window",
+        "workers",
+    )
 
     def __init__(
         self,
-        engine: Engine,
-        client: Client,
+        *,
         items: Iterator[Item | None],
         window: anyio.Semaphore,
         tg: anyio.abc.TaskGroup,
+        client: Client,
+        endpoint: str,
+        api_key: str | None,
+        gates: Gates,
+        accounting: Accounting,
+        outcomes: Outcomes,
+        policy: RetryPolicy,
+        rng: random.Random,
+        control: RunControl,
+        stats: RunStats,
     ) -> None:
-        self._engine, self._client, self._items = engine, client, items
-        self._window, self._tg = window, tg
+        self._items, self._window, self._tg = items, window, tg
+        self._client, self._endpoint, self._api_key = client, endpoint, api_key
+        self._gates, self._accounting, self._outcomes = gates, accounting, outcomes
+        self._policy, self._rng = policy, rng
+        self._control, self._stats = control, stats
+        self._now = asyncio.get_running_loop().time  # the clock the gates run on
+        self._exhausted = False
         self.workers = 0
 
     def grow(self, target: int) -> None:
         """Start workers up to ``target``; extra ones retire by themselves."""
-        while self.workers < target and not self._engine.stopping:
+        while self.workers < target and not self._control.stopping and not self._exhausted:
             self.workers += 1
             self._tg.start_soon(self._worker)
 
     async def _worker(self) -> None:
-        eng = self._engine
+        control, gates = self._control, self._gates
         try:
-            while not eng.stopping and self.workers <= eng.adaptive.pool:
-                if not await self._take_window():
+            while not control.stopping and self.workers <= gates.pool:
+                item = await self._next_item()
+                if item is None:
                     return
-                try:
-                    item = next(self._items, _END)
-                except OutputWriteError:
-                    self._window.release()
-                    return  # kept by the engine, which is aborting
-                if item is _END or item is None:
-                    self._window.release()
-                    if item is _END:
-                        eng.stats.input_exhausted = True
-                        return
-                    await anyio.lowlevel.checkpoint()
-                    continue
-                assert isinstance(item, Item)
-                seq = eng.outcomes.take_seq()
-                estimate = eng.estimate_tokens(item)
-                if self._admitted(item, seq, estimate):
+                seq = self._outcomes.take_seq()
+                estimate = self._admitted(item, seq)
+                if estimate is not None:
                     await self._attempts(item, seq, estimate, 0, None)
         finally:
             self.workers -= 1
 
-    async def _take_window(self) -> bool:
-        try:
-            self._window.acquire_nowait()
-        except anyio.WouldBlock:
-            await self._window.acquire()
-        if self._engine.stopping:
-            self._window.release()
-            return False
-        return True
+    async def _next_item(self) -> Item | None:
+        """The next item to send, holding a read-ahead slot; ``None`` once the input is
+        over or the run stops."""
+        window = self._window
+        while True:
+            try:
+                window.acquire_nowait()
+            except anyio.WouldBlock:
+                await window.acquire()
+            if self._control.stopping:
+                window.release()
+                return None
+            try:
+                item = next(self._items, _END)
+            except OutputWriteError as exc:  # a bad line's dead-letter entry
+                window.release()
+                self._control.fail(exc)
+                return None
+            if isinstance(item, Item):
+                return item
+            window.release()
+            if item is _END:
+                self._exhausted = True
+                return None
+            await anyio.lowlevel.checkpoint()  # lines that need no sending: let others run
 
-    def _admitted(self, item: Item, seq: int, estimate: tuple[int, int]) -> bool:
-        """Whether the item may be sent at all (size against --tpm, the budget)."""
-        eng = self._engine
-        too_large = eng.too_large(sum(estimate))
-        if too_large is not None:
-            with contextlib.suppress(OutputWriteError):  # kept by the engine, aborting
-                eng.outcomes.dead_letter([Parked(item, too_large, 0)])
-            eng.item_finished(seq, None)
-            return False
-        if not eng.admit_spending(item, estimate):
-            eng.item_finished(seq, None)
-            return False
-        return True
+    def _admitted(self, item: Item, seq: int) -> Estimate | None:
+        """The item's estimate if it may be sent; else it is dead-lettered (too large) or
+        left pending (the budget is reached, which stops the run)."""
+        decision = self._accounting.admit(item)
+        if isinstance(decision, tuple):
+            return decision
+        try:
+            if isinstance(decision, Failure):
+                self._outcomes.refused(item, decision)
+            else:
+                self._control.halt(decision)
+        except OutputWriteError as exc:
+            self._control.fail(exc)
+        self._finish(seq, None)
+        return None
 
     async def _attempts(
-        self, item: Item, seq: int, estimate: tuple[int, int], attempt: int, delay: float | None
+        self, item: Item, seq: int, estimate: Estimate, attempt: int, delay: float | None
     ) -> None:
         """Attempts from ``attempt + 1`` on (after sleeping ``delay``); finishes the item
         unless it hands the rest to a backoff task. One coroutine frame for all of it: every
         frame here is walked again on each of the HTTP stack's own suspensions."""
-        eng, stats = self._engine, self._engine.stats
+        control, stats = self._control, self._stats
         line: bytes | None = None
         deferred = False
         try:
             if delay is not None:
                 try:
-                    with eng.waiting():
+                    with control.waiting():
                         await anyio.sleep(delay)
                 finally:
                     stats.retrying_now -= 1
-            while not eng.stopping:
+            while not control.stopping:
                 attempt += 1
-                reply, latency = await self._send_once(item, sum(estimate))
+                reply, latency = await self._send_once(item, estimate)
                 if reply is None:
                     return  # stopped while waiting: the item stays pending
                 if isinstance(reply, Success):
-                    line = eng.succeeded(item, reply, attempt, latency)
+                    self._accounting.answered(item, reply)
+                    line = self._outcomes.succeeded(item, reply, attempt, latency)
                     return
-                wait = eng.policy.delay(reply, attempt, eng.rng)
-                if wait is None:
-                    eng.outcomes.failed(item, eng.policy.final(reply, attempt), attempt)
-                    return
-                stats.note_retry(reply)
-                self._tg.start_soon(self._attempts, item, seq, estimate, attempt, wait)
-                deferred = True
+                deferred = self._failed(item, seq, estimate, attempt, reply)
                 return
-        except OutputWriteError:
-            pass  # the engine keeps it and is aborting the run
+        except OutputWriteError as exc:
+            control.fail(exc)
         finally:
             if not deferred:
-                eng.release_spending(item, estimate)
-                eng.item_finished(seq, line)
+                self._accounting.release(item, estimate)
+                self._finish(seq, line)
 
-    async def _send_once(self, item: Item, tokens: int) -> tuple[Success | Failure | None, float]:
-        eng, stats, adaptive = self._engine, self._engine.stats, self._engine.adaptive
+    def _failed(
+        self, item: Item, seq: int, estimate: Estimate, attempt: int, failure: Failure
+    ) -> bool:
+        """After a failed attempt: True if a backoff task takes the item over; else its
+        final failure is written (or stops the run)."""
+        wait = self._policy.delay(failure, attempt, self._rng)
+        if wait is None:
+            stop = self._outcomes.failed(item, self._policy.final(failure, attempt), attempt)
+            if stop is not None:
+                self._control.halt(stop)
+            return False
+        self._stats.note_retry(failure)
+        self._tg.start_soon(self._attempts, item, seq, estimate, attempt, wait)
+        return True
+
+    async def _send_once(
+        self, item: Item, estimate: Estimate
+    ) -> tuple[Success | Failure | None, float]:
+        """One attempt through the gates; ``(None, 0)`` if a stop cut the wait short."""
+        gates, stats = self._gates, self._stats
         try:
-            adaptive.limiter.acquire_nowait()  # no coroutine, no scope when a slot is free
+            gates.enter_nowait()  # no coroutine, no scope when a slot is free
+            held: Reservation | None = None
         except anyio.WouldBlock:
-            if not await _acquire(eng, adaptive.limiter):
+            entered, held = await self._enter(sum(estimate))
+            if not entered:
                 return None, 0.0
-        reserved: Reservation | None = None
         reply: Success | Failure | None = None
+        stats.sent += 1
+        stats.in_flight += 1
+        start = end = self._now()
         try:
-            if eng.token_budget is not None:
-                with eng.waiting() as scope:
-                    reserved = await eng.token_budget.reserve(tokens)
-                if scope.cancelled_caught:
-                    return None, 0.0
-            if not eng.pacer.unpaced:
-                with eng.waiting() as scope:
-                    await eng.pacer.acquire()
-                if scope.cancelled_caught:
-                    return None, 0.0
-            if eng.stopping:
-                return None, 0.0  # a wait that ended as the stop began must not send
-            stats.sent += 1
-            stats.in_flight += 1
-            start = time.monotonic()
-            try:
-                reply = await self._client.send(item.endpoint or eng.config.endpoint, item.body)
-            finally:
-                stats.in_flight -= 1
-            end = time.monotonic()
+            reply = await self._client.send(item.endpoint or self._endpoint, item.body)
+            end = self._now()
             if isinstance(reply, Failure):  # once, here: every later use of it is clean
-                reply = redacted(reply, eng.config.api_key)
-            adaptive.answered(end - start, _rate_limited(reply), end)
-            return reply, end - start
+                reply = redacted(reply, self._api_key)
         finally:
-            adaptive.limiter.release()
-            if eng.token_budget is not None and reserved is not None:
-                eng.token_budget.settle(reserved, _tokens_used(reply))
+            stats.in_flight -= 1
+            gates.leave(held, reply, end - start, end)
+        return reply, end - start
 
+    async def _enter(self, tokens: int) -> tuple[bool, Reservation | None]:
+        """Wait through the gates; ``(False, None)`` if a graceful stop cut the wait short."""
+        with self._control.waiting() as scope:
+            held = await self._gates.enter(tokens)
+        if scope.cancelled_caught:
+            return False, None
+        if self._control.stopping:  # the wait ended as the stop began: send nothing
+            self._gates.leave(held, None, 0.0, 0.0)
+            return False, None
+        return True, held
 
-_END = object()
-
-
-async def _acquire(eng: Engine, limiter: Slots) -> bool:
-    """Wait for a concurrency slot; False if the run began to stop meanwhile."""
-    with eng.waiting() as scope:
-        await limiter.acquire()
-    return not scope.cancelled_caught
-
-
-def _tokens_used(reply: Success | Failure | None) -> int:
-    if isinstance(reply, Success):
-        return reply.prompt_tokens + reply.completion_tokens
-    return 0
-
-
-def _rate_limited(reply: Success | Failure) -> bool:
-    return isinstance(reply, Failure) and reply.type == "rate_limited"
+    def _finish(self, seq: int, line: bytes | None) -> None:
+        try:
+            self._outcomes.finished(seq, line)
+        except OutputWriteError as exc:
+            self._control.fail(exc)

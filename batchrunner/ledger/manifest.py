@@ -14,10 +14,11 @@ from typing import Any, Literal
 
 import orjson
 
-from batchrunner.config import RunConfig
+from batchrunner.config import RunConfig, manifest_path
 from batchrunner.errors import LedgerError, OutputWriteError
 from batchrunner.input.lines import IMPLICIT_ID_PREFIX
 from batchrunner.input.scan import InputScan
+from batchrunner.ledger.records import utc_iso
 
 __all__ = [
     "InputChange",
@@ -82,7 +83,7 @@ def _describe(config: RunConfig, scan: InputScan, prefix: str = "") -> dict[str,
 
 def previous_input_size(config: RunConfig) -> int | None:
     """The input's size when the files were last written, to test for appended lines."""
-    old = read_manifest(config.manifest_path)
+    old = read_manifest(manifest_path(config.output_path))
     size = old.get("input_size") if old else None
     return size if isinstance(size, int) else None
 
@@ -92,7 +93,7 @@ def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dic
 
     Returns how the input changed since the files were written, and the old manifest.
     """
-    old = read_manifest(config.manifest_path)
+    old = read_manifest(manifest_path(config.output_path))
     if old is None:
         return "new", None
     new = _describe(config, scan)
@@ -119,22 +120,23 @@ def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dic
 
 def write_manifest(config: RunConfig, scan: InputScan, started_at: str | None) -> None:
     """Record what the files are produced from; ``started_at`` survives resumes."""
-    now = _iso(time.time())
-    prefix = implicit_id_prefix(read_manifest(config.manifest_path))  # kept across resumes
+    now = utc_iso()
+    path = manifest_path(config.output_path)
+    prefix = implicit_id_prefix(read_manifest(path))  # kept across resumes
     data = _describe(config, scan, prefix) | {"started_at": started_at or now, "updated_at": now}
-    tmp = config.manifest_path.with_name(config.manifest_path.name + ".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-        os.replace(tmp, config.manifest_path)
+        os.replace(tmp, path)
     except OSError as exc:
-        raise OutputWriteError(str(config.manifest_path), exc) from exc
+        raise OutputWriteError(str(path), exc) from exc
 
 
 def move_aside(config: RunConfig) -> list[Path]:
     """``--restart``: rename the old files with a timestamp; never delete them."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
     moved = []
-    for path in (config.output_path, config.dead_letter_path, config.manifest_path):
+    for path in (config.output_path, config.dead_letter_path, manifest_path(config.output_path)):
         if path.exists():
             target = path.with_name(f"{path.name}.{stamp}.bak")
             n = 1
@@ -144,7 +146,3 @@ def move_aside(config: RunConfig) -> list[Path]:
             path.rename(target)
             moved.append(target)
     return moved
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -1,37 +1,47 @@
-"""What is already done, derived from the results and dead-letter files.
+"""What is already decided, derived from the results and dead-letter files.
 
-The files are the truth: an id with a line in the results file is done; an id whose last
-dead-letter entry is not superseded by a result is dead; an input line that could not be
-parsed is recorded by its line number. Nothing here holds the results themselves in
-memory, only ids and their request fingerprints.
+This is the one place that decides whether an id or an input line is done, dead or still
+to send; a resumed run (``engine.admission``), ``status`` and ``dlq`` all ask it. The rule:
 
-A result always supersedes a dead-letter entry for the same id, whatever order they were
-written in, so a dead item that is re-sent and succeeds needs no rewrite of the
-dead-letter file, and a crash half-way through leaves a consistent state.
+- an id with a line in the results file is **done**, whatever order the files were
+  written in: a dead item re-sent successfully needs no rewrite of the dead-letter file,
+  and a crash half-way leaves a consistent state;
+- otherwise an id with ``request`` entries in the dead-letter file is **dead**; its last
+  entry is the one in force;
+- an input line that could not be sent is keyed by its line number (``input`` entries,
+  last wins). It is **dead** unless a result names that line (the line was fixed and sent:
+  its result stands, even if the line is broken again since) or a ``request`` entry written
+  after it names that line (fixed, sent and refused: that entry counts, under its id);
+- everything else is still to send.
+
+Nothing here holds the results themselves in memory, only ids and their request
+fingerprints.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-import orjson
-
+from batchrunner.input.lines import BadLine, Done
 from batchrunner.ledger.appendfile import AppendFile, repair_torn_tail
-from batchrunner.ledger.records import KIND_INPUT
-
-_ID_PREFIX = b'{"custom_id":"'
-_ID_START = len(_ID_PREFIX)
+from batchrunner.ledger.records import (
+    KIND_INPUT,
+    DeadFields,
+    loads_object,
+    read_dead,
+    read_result,
+)
+from batchrunner.vocabulary import failure_key
 
 __all__ = [
     "DeadEntry",
+    "Decision",
     "Ledger",
     "LedgerState",
-    "iter_jsonl",
-    "result_lines",
+    "read_records",
     "scan",
     "scan_readonly",
 ]
@@ -39,44 +49,117 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class DeadEntry:
+    """The dead-letter entry in force for an id or an input line."""
+
     fp: str | None
     status_code: int | None
     type: str
+    #: Where the entry starts in the dead-letter file.
+    offset: int = 0
+
+    @property
+    def key(self) -> str:
+        """The key it is counted under (:func:`batchrunner.vocabulary.failure_key`)."""
+        return failure_key(self.status_code, self.type)
 
 
-@dataclass(slots=True)
+#: What the files say of an input line: ``"done"``, the :class:`DeadEntry` in force, or
+#: ``None`` (still to send).
+Decision = DeadEntry | Literal["done"] | None
+
+
 class LedgerState:
-    """Ids already decided, as found in the files at start."""
+    """The ids and input lines already decided, as found in the files at start."""
 
-    results: dict[str, str | None] = field(default_factory=dict)
-    dead: dict[str, DeadEntry] = field(default_factory=dict)
-    dead_lines: set[int] = field(default_factory=set)
-    warnings: list[str] = field(default_factory=list)
+    __slots__ = ("_dead", "_lines", "_result_lines", "_results", "_retry", "warnings")
 
-    def effective_dead(self) -> dict[str, DeadEntry]:
-        """Dead ids that no later success superseded."""
-        return {k: v for k, v in self.dead.items() if k not in self.results}
+    def __init__(self) -> None:
+        self._results: dict[str, str | None] = {}
+        self._dead: dict[str, DeadEntry] = {}
+        # Input entries in force by input line, results aside (a result may name the line).
+        self._lines: dict[int, DeadEntry] = {}
+        self._result_lines: set[int] = set()
+        self._retry: Collection[int] | None = None
+        self.warnings: list[str] = []
 
-    def dead_by_status(self) -> Counter[int | None]:
-        return Counter(e.status_code for e in self.effective_dead().values())
+    def retry_dead(self, statuses: Collection[int]) -> None:
+        """``--retry-dead``: from now on, dead ids with one of ``statuses`` (any, if empty)
+        are to send again."""
+        self._retry = statuses
+
+    def decided(self, custom_id: str) -> bool:
+        """Whether ``custom_id`` is done or dead (and so not to send)."""
+        return custom_id in self._results or self.dead_entry(custom_id) is not None
+
+    def dead_entry(self, custom_id: str) -> DeadEntry | None:
+        """The entry in force for a dead id; ``None`` when it is done or not dead."""
+        entry = self._dead.get(custom_id)
+        if entry is None or custom_id in self._results or self._retried(entry):
+            return None
+        return entry
+
+    def _retried(self, entry: DeadEntry) -> bool:
+        return self._retry is not None and (not self._retry or entry.status_code in self._retry)
+
+    def sent_fp(self, custom_id: str) -> str | None:
+        """The fingerprint of the request that earned ``custom_id``'s outcome, if kept."""
+        if custom_id in self._results:
+            return self._results[custom_id]
+        entry = self.dead_entry(custom_id)
+        return entry.fp if entry else None
+
+    def decide(self, entry: Done | BadLine) -> Decision:
+        """What the files say of an input line that is not sent as it is."""
+        if isinstance(entry, Done):
+            return self.dead_entry(entry.custom_id) or "done"
+        if entry.line in self._result_lines:
+            return "done"
+        return self._lines.get(entry.line)
+
+    def in_force(self, offset: int, fields: DeadFields) -> bool:
+        """Whether the dead-letter entry at ``offset`` is the one in force for its key."""
+        if fields.kind == KIND_INPUT:
+            assert fields.line is not None
+            entry = self._lines.get(fields.line)
+            superseded = fields.line in self._result_lines
+        else:
+            assert fields.custom_id is not None
+            entry = self._dead.get(fields.custom_id)
+            superseded = fields.custom_id in self._results
+        return not superseded and entry is not None and entry.offset == offset
+
+    def _add_dead(self, offset: int, fields: DeadFields, with_fp: bool) -> None:
+        """File one dead-letter entry (in file order: a later one replaces an earlier)."""
+        fp = fields.fp if with_fp else None
+        entry = DeadEntry(fp, fields.status_code, fields.type, offset)
+        if fields.kind == KIND_INPUT:
+            assert fields.line is not None
+            self._lines[fields.line] = entry
+            return
+        assert fields.custom_id is not None
+        self._dead[fields.custom_id] = entry
+        if fields.line is not None:  # the line was fixed and sent since its input entry
+            self._lines.pop(fields.line, None)
+
+    def _add_result(self, custom_id: str, line: int | None, fp: str | None) -> None:
+        self._results[custom_id] = fp
+        if line is not None:
+            self._result_lines.add(line)
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw line) of ``path``; a missing file has none."""
+def read_records(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(offset, line number, raw line) of each non-blank line of ``path``; a missing file
+    has none."""
     try:
         f = path.open("rb")
     except FileNotFoundError:
         return
+    offset = 0
     with f:
-        yield from enumerate(f, start=1)
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    """(line number, object) for each non-blank line of ``path``; ``None`` for a line that
-    is not a JSON object. A missing file yields nothing."""
-    for n, raw in _lines(path):
-        if raw.strip():
-            yield n, _loads(raw)
+        for n, raw in enumerate(f, start=1):
+            if raw.strip():
+                yield offset, n, raw
+            offset += len(raw)
 
 
 def scan(results_path: Path, dead_path: Path, with_fp: bool = True) -> LedgerState:
@@ -91,93 +174,33 @@ def scan(results_path: Path, dead_path: Path, with_fp: bool = True) -> LedgerSta
     return state
 
 
-def scan_readonly(results_path: Path, dead_path: Path, with_fp: bool = True) -> LedgerState:
+def scan_readonly(results_path: Path | None, dead_path: Path, with_fp: bool = True) -> LedgerState:
     """Read both files once without changing them (a torn last line is reported as invalid).
 
-    Without ``with_fp`` the results' request fingerprints are not kept (``None``): a lighter
-    scan for when the input is known not to have changed.
+    Without ``with_fp`` the request fingerprints are not kept (``None``): a lighter scan for
+    when the input is known not to have changed. Without ``results_path`` no id is done.
     """
     state = LedgerState()
-    _scan_results(results_path, state, with_fp)
-    for n, obj in iter_jsonl(dead_path):
-        if obj is None:
+    for offset, n, raw in read_records(dead_path):
+        obj = loads_object(raw)
+        fields = read_dead(obj) if obj is not None else None
+        if fields is None:
             state.warnings.append(f"{dead_path}:{n}: not a dead-letter line; ignored")
             continue
-        _add_dead(state, obj)
+        state._add_dead(offset, fields, with_fp)
+    if results_path is not None:
+        _scan_results(results_path, state, with_fp)
     return state
 
 
 def _scan_results(path: Path, state: LedgerState, with_fp: bool) -> None:
-    results = state.results
-    for n, raw in _lines(path):
-        cid = None if with_fp else _leading_id(raw)
-        if cid is not None:
-            results[cid] = None
-            continue
-        obj = _loads(raw)
-        cid = obj.get("custom_id") if obj else None
-        if isinstance(cid, str):
-            results[cid] = _meta(obj).get("fp") if with_fp else None
-        elif raw.strip():
+    for _, n, raw in read_records(path):
+        found = read_result(raw)
+        if found is None:
             state.warnings.append(f"{path}:{n}: not a result line; ignored")
-
-
-def result_lines(path: Path, wanted: set[int]) -> set[int]:
-    """Which of the input lines ``wanted`` have a result in ``path``: an input line that was
-    dead-lettered as unusable, then fixed and sent, is no longer dead."""
-    found: set[int] = set()
-    if not wanted:
-        return found
-    for _, raw in _lines(path):
-        line = _meta(_loads(raw)).get("line")
-        if isinstance(line, int) and line in wanted:
-            found.add(line)
-    return found
-
-
-def _leading_id(raw: bytes) -> str | None:
-    """The id of a line we wrote (``{"custom_id":"...",`` first, a whole line), without
-    parsing the rest; ``None`` when the line is not that plain, and then it is parsed."""
-    if not raw.startswith(_ID_PREFIX) or not raw.endswith(b"}\n"):
-        return None
-    end = raw.find(b'"', _ID_START)
-    if end < 0 or raw.find(b"\\", _ID_START, end) >= 0 or raw[end + 1 : end + 2] != b",":
-        return None
-    try:
-        return raw[_ID_START:end].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def _loads(raw: bytes) -> dict[str, Any] | None:
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def _meta(obj: dict[str, Any] | None) -> dict[str, Any]:
-    meta = obj.get("batchrunner") if obj else None
-    return meta if isinstance(meta, dict) else {}
-
-
-def _add_dead(state: LedgerState, obj: dict[str, Any]) -> None:
-    meta = _meta(obj)
-    line = obj.get("line")
-    if meta.get("kind") == KIND_INPUT:
-        if isinstance(line, int):
-            state.dead_lines.add(line)
-        return
-    cid = obj.get("custom_id")
-    if not isinstance(cid, str):
-        return
-    error = obj.get("error")
-    error = error if isinstance(error, dict) else {}
-    status = error.get("status_code")
-    state.dead[cid] = DeadEntry(
-        meta.get("fp"), status if isinstance(status, int) else None, str(error.get("type"))
-    )
+            continue
+        cid, line, fp = found
+        state._add_result(cid, line, fp if with_fp else None)
 
 
 class Ledger:

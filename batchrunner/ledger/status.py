@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchrunner.config import ENDPOINTS
+from batchrunner.config import ENDPOINTS, manifest_path
 from batchrunner.errors import LedgerError
-from batchrunner.input.lines import BadLine, Done, read_input
+from batchrunner.input.lines import Item, read_input
 from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
-from batchrunner.ledger.state import scan_readonly
-from batchrunner.vocabulary import failure_key
+from batchrunner.ledger.records import utc_iso
+from batchrunner.ledger.state import LedgerState, scan_readonly
 
 __all__ = ["RunStatus", "run_status"]
 
@@ -48,51 +47,50 @@ class RunStatus:
 def run_status(results_path: Path) -> RunStatus:
     """Count what the files say against the input the manifest names, deciding each line
     the way a resumed run would."""
-    manifest_path = results_path.with_name(results_path.name + ".manifest.json")
-    manifest = read_manifest(manifest_path)
+    manifest_file = manifest_path(results_path)
+    manifest = read_manifest(manifest_file)
     if manifest is None:
-        raise LedgerError(f"no run manifest at {manifest_path}: is {results_path} a results file?")
-    input_path, dead_path, endpoint, model = _run_of(manifest, manifest_path)
+        raise LedgerError(f"no run manifest at {manifest_file}: is {results_path} a results file?")
+    input_path, dead_path, endpoint, model = _run_of(manifest, manifest_file)
     try:
-        state = scan_readonly(results_path, dead_path)
+        state = scan_readonly(results_path, dead_path, with_fp=False)
     except OSError as exc:
         raise LedgerError(f"cannot read the run's files: {exc.strerror or exc}") from None
     if not input_path.is_file():
         raise LedgerError(f"the run's input {input_path} no longer exists")
-    counts: Counter[str] = Counter()
-    by_status: Counter[str] = Counter()
-    results, live_dead = state.results, state.effective_dead()
     prefix = implicit_id_prefix(manifest)
-    for entry in read_input(
-        input_path, endpoint, model, lambda c: c in results or c in live_dead, False, prefix
-    ):
-        counts["lines"] += 1
-        if isinstance(entry, BadLine):
-            if entry.line in state.dead_lines:
-                counts["dead"] += 1
-                by_status[entry.type] += 1
-            else:
-                counts["pending"] += 1
-        elif isinstance(entry, Done) and entry.custom_id in results:
-            counts["done"] += 1
-        elif isinstance(entry, Done):
-            counts["dead"] += 1
-            e = live_dead[entry.custom_id]
-            by_status[failure_key(e.status_code, e.type)] += 1
-        else:
-            counts["pending"] += 1
+    counts, by_key = _count(state, input_path, endpoint, model, prefix)
     command = manifest.get("command")
     return RunStatus(
         input=str(input_path),
         input_lines=counts["lines"],
         done=counts["done"],
         dead=counts["dead"],
-        dead_by_status=dict(by_status),
+        dead_by_status=dict(by_key),
         pending=counts["pending"],
         last_write=_last_write(results_path, dead_path),
         resume_command=command if isinstance(command, str) else None,
         warnings=state.warnings,
     )
+
+
+def _count(
+    state: LedgerState, input_path: Path, endpoint: str, model: str | None, prefix: str
+) -> tuple[Counter[str], Counter[str]]:
+    """Counts of lines, done, dead and pending, and of the dead by failure key."""
+    counts: Counter[str] = Counter()
+    by_key: Counter[str] = Counter()
+    for entry in read_input(input_path, endpoint, model, state.decided, implicit_prefix=prefix):
+        counts["lines"] += 1
+        decision = None if isinstance(entry, Item) else state.decide(entry)
+        if decision is None:
+            counts["pending"] += 1
+        elif decision == "done":
+            counts["done"] += 1
+        else:
+            counts["dead"] += 1
+            by_key[decision.key] += 1
+    return counts, by_key
 
 
 def _run_of(manifest: dict[str, Any], path: Path) -> tuple[Path, Path, str, str | None]:
@@ -110,4 +108,4 @@ def _last_write(*paths: Path) -> str | None:
     times = [os.stat(p).st_mtime for p in paths if p.exists()]
     if not times:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(max(times)))
+    return utc_iso(max(times))

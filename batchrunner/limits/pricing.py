@@ -25,7 +25,6 @@ from typing import Final
 __all__ = [
     "DEFAULT_PRICES",
     "CostMeter",
-    "ModelUsage",
     "Price",
     "cost",
     "price_table",
@@ -110,16 +109,6 @@ def cost(
     return (prompt_tokens * price.input_per_m + completion_tokens * price.output_per_m) / _PER
 
 
-@dataclass(frozen=True, slots=True)
-class ModelUsage:
-    """Tokens one model used in this run, and their cost (``None``: no price)."""
-
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float | None
-
-
 class CostMeter:
     """Accumulates real ``usage`` per model; reports what was spent and a projection.
 
@@ -131,7 +120,7 @@ class CostMeter:
 
     def __init__(self, table: Mapping[str, Price]) -> None:
         self._table = table
-        #: model -> [requests, prompt tokens, completion tokens]
+        #: model -> [prompt tokens, completion tokens]
         self._usage: dict[str, list[int]] = {}
 
     def add(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
@@ -142,28 +131,20 @@ class CostMeter:
             )
         counts = self._usage.get(model)
         if counts is None:
-            counts = self._usage[model] = [0, 0, 0]
-        counts[0] += 1
-        counts[1] += prompt_tokens
-        counts[2] += completion_tokens
+            counts = self._usage[model] = [0, 0]
+        counts[0] += prompt_tokens
+        counts[1] += completion_tokens
 
     def spent(self) -> float:
         """USD so far, over the models that have a price."""
         total = 0.0
-        for model, (_, prompt, completion) in self._usage.items():
+        for model, (prompt, completion) in self._usage.items():
             total += cost(model, prompt, completion, self._table) or 0.0
         return total
 
     def unpriced(self) -> tuple[str, ...]:
         """Models that were used but have no price, sorted."""
         return tuple(sorted(m for m in self._usage if m not in self._table))
-
-    def by_model(self) -> dict[str, ModelUsage]:
-        """Usage and cost per model, for a summary."""
-        return {
-            model: ModelUsage(n, prompt, completion, cost(model, prompt, completion, self._table))
-            for model, (n, prompt, completion) in self._usage.items()
-        }
 
     def projected(self, done: int, total: int) -> float | None:
         """What ``total`` requests will cost at the rate of the ``done`` ones so far.

@@ -52,8 +52,6 @@ __all__ = [
     "estimate_text_tokens",
     "fallback_text_tokens",
     "load_exact_tokenizer",
-    "request_tokens",
-    "tokenizer_description",
 ]
 
 CHAT: Final = "/v1/chat/completions"
@@ -160,14 +158,6 @@ def load_exact_tokenizer() -> Callable[[str], int] | None:
         return len(encode_ordinary(text))
 
     return count
-
-
-def tokenizer_description() -> str:
-    """One line saying which counter :func:`estimate_text_tokens` uses (loads it)."""
-    if load_exact_tokenizer() is None:
-        return "calibrated byte-class estimate (mistral-common not installed)"
-    version = getattr(importlib.import_module("mistral_common"), "__version__", "?")
-    return f"mistral-common {version} Tekken ({_TEKKEN_FILE}) up to {EXACT_MAX_CHARS} chars"
 
 
 def estimate_text_tokens(text: str) -> int:
@@ -340,8 +330,3 @@ class CompletionEstimator:
         self._count += 1
         weight = max(self._alpha, 1.0 / self._count)
         self._average += weight * (completion_tokens - self._average)
-
-
-def request_tokens(body: Mapping[str, Any], endpoint: str, completion: CompletionEstimator) -> int:
-    """Tokens to reserve for one request: prompt estimate + completion estimate."""
-    return estimate_prompt_tokens(body, endpoint) + completion.estimate(body)

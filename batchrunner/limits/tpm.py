@@ -19,8 +19,12 @@ from aiolimiter import AsyncLimiter
 
 __all__ = ["Reservation", "TokenBudget"]
 
+#: The bucket holds this share of a minute's budget. Larger lets bigger requests through
+#: in one piece and a bigger burst at the start; smaller spaces them more evenly.
 _BURST_SHARE = 1 / 50
-_WINDOW = 60.0 + 0.05  # a little margin for the requests' different trips to the server
+#: The account's minute, plus 50 ms for the requests' different trips to the server. Wider
+#: costs that share of the budget; narrower risks a window the server counts as over.
+_WINDOW = 60.0 + 0.05
 
 
 class Reservation:
@@ -45,10 +49,6 @@ class TokenBudget:
         self._balance = 0.0
         self._sent: deque[Reservation] = deque()
         self._window_sum = 0
-
-    def fits(self, tokens: int) -> bool:
-        """Whether one request of ``tokens`` can ever be admitted."""
-        return tokens <= self.tpm
 
     async def reserve(self, tokens: int) -> Reservation:
         """Wait until ``tokens`` fit the bucket and the window; hand the result to

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from batchrunner.mock.config import MockConfig, parse_error_rates
+from batchrunner.mock.jobfaults import parse_job_faults
 from batchrunner.mock.serve import serve_forever
 
 __all__ = ["JOB_KEYS", "mock_server"]
@@ -47,6 +48,14 @@ class _Finite(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
+
+
+def _job_faults(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        parse_job_faults(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    return value
 
 
 def _rates(ctx: click.Context, param: click.Parameter, value: str) -> dict[str, float]:
@@ -109,6 +118,41 @@ _NOT_NEGATIVE = _Finite(min=0)
     default=_DEFAULTS.embedding_dim,
     type=click.IntRange(min=1),
     show_default=True,
+)
+@click.option(
+    "--batch-seconds-per-1000",
+    default=_DEFAULTS.batch_seconds_per_1000,
+    type=_NOT_NEGATIVE,
+    show_default=True,
+    help="Batch jobs: seconds to answer 1,000 lines (0: at once).",
+)
+@click.option(
+    "--batch-queue-s",
+    default=_DEFAULTS.batch_queue_s,
+    type=_NOT_NEGATIVE,
+    show_default=True,
+    help="Batch jobs: seconds a job stays QUEUED.",
+)
+@click.option(
+    "--batch-cancel-s",
+    default=_DEFAULTS.batch_cancel_s,
+    type=_NOT_NEGATIVE,
+    show_default=True,
+    help="Batch jobs: seconds a cancelled job stays CANCELLATION_REQUESTED.",
+)
+@click.option(
+    "--batch-hour-s",
+    default=_DEFAULTS.batch_hour_s,
+    type=_Finite(min=0, min_open=True),
+    show_default=True,
+    help="Batch jobs: seconds in one of a job's timeout_hours.",
+)
+@click.option(
+    "--batch-faults",
+    default=_DEFAULTS.batch_faults,
+    callback=_job_faults,
+    metavar="fail_after:50%,...",
+    help="Batch jobs: a fault script for every job (as a job's metadata 'mock').",
 )
 @click.option("--log", type=click.Path(dir_okay=False), help="Log every request as JSONL.")
 def mock_server(error_rate: dict[str, float], log: str | None, **opts: Any) -> None:

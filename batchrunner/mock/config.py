@@ -25,6 +25,15 @@ class MockConfig:
     any sliding 1 s window; ``limit_tpm`` does the same for prompt+completion
     tokens in a sliding 60 s window. ``hang_s`` is how long a "timeout" fault
     holds the request before answering it normally.
+
+    Batch jobs (see :mod:`batchrunner.mock.jobs`): a job waits ``batch_queue_s``
+    QUEUED, then answers its lines at ``batch_seconds_per_1000`` seconds per 1,000
+    lines (0: as fast as the server can), and a cancelled job stays
+    CANCELLATION_REQUESTED for ``batch_cancel_s``. ``batch_hour_s`` is the length of
+    one of the job's ``timeout_hours`` (shrink it to make a job time out for real).
+    ``batch_faults`` applies to every job, in the grammar of a job's ``metadata``
+    ``"mock"`` value (``"fail_after:50%"``, ...); a job's own value overrides it
+    directive by directive.
     """
 
     host: str = "127.0.0.1"
@@ -40,6 +49,11 @@ class MockConfig:
     hang_s: float = 30.0
     embedding_dim: int = 16
     log_path: str | None = None
+    batch_seconds_per_1000: float = 0.0
+    batch_queue_s: float = 0.0
+    batch_cancel_s: float = 0.0
+    batch_hour_s: float = 3600.0
+    batch_faults: str = ""
 
 
 def is_error_status(text: str) -> bool:

@@ -1,0 +1,219 @@
+"""The ledger read back from the files: what is done, what is still dead, and which
+dead-letter entry is in force (the one rule the run, ``status`` and ``dlq`` share)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from batchrunner.input.lines import BadLine, Done, Item, parse_line
+from batchrunner.ledger.records import (
+    dead_line,
+    input_dead_line,
+    loads_object,
+    read_dead,
+    read_result,
+    result_line,
+)
+from batchrunner.ledger.state import LedgerState, read_records, scan, scan_readonly
+from batchrunner.vocabulary import Failure
+
+CHAT = "/v1/chat/completions"
+
+
+def make_item(cid: str, prompt: str = "hi", line: int = 1) -> Item:
+    parsed = parse_line(orjson.dumps({"custom_id": cid, "prompt": prompt}), line, CHAT, "m")
+    assert isinstance(parsed, Item)
+    return parsed
+
+
+def bad_line(line: int, cid: str | None = None) -> BadLine:
+    bad = parse_line(orjson.dumps({"custom_id": cid or "x", "prompt": "p"}), line, CHAT, None)
+    assert isinstance(bad, BadLine)  # no model anywhere
+    return bad
+
+
+def rejected(status: int = 400, type_: str = "bad_request") -> Failure:
+    return Failure(type=type_, status_code=status, message="nope")
+
+
+def write(path: Path, *lines: bytes) -> Path:
+    with path.open("ab") as f:
+        for line in lines:
+            f.write(line)
+    return path
+
+
+def failure_of(state: LedgerState, cid: str) -> tuple[int | None, str] | None:
+    entry = state.dead_entry(cid)
+    return None if entry is None else (entry.status_code, entry.type)
+
+
+def in_force(state: LedgerState, dead: Path) -> list[tuple[str | None, int | None, str]]:
+    """The (id, line, type) of every entry of ``dead`` in force, in file order."""
+    live = []
+    for offset, _, raw in read_records(dead):
+        obj = loads_object(raw)
+        fields = read_dead(obj) if obj is not None else None
+        if fields is not None and state.in_force(offset, fields):
+            live.append((fields.custom_id, fields.line, fields.type))
+    return live
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    return tmp_path / "results.jsonl", tmp_path / "dead.jsonl"
+
+
+def test_scan_missing_files_is_empty(files: tuple[Path, Path]) -> None:
+    state = scan(*files)
+    assert not state.decided("a")
+    assert state.decide(bad_line(1)) is None
+    assert state.warnings == []
+    assert not any(p.exists() for p in files)
+
+
+def test_scan_results_ids_with_fingerprints(files: tuple[Path, Path]) -> None:
+    results, dead = files
+    a, b = make_item("a", "one"), make_item("b", "two")
+    write(results, result_line(a, {"id": "x"}, 1, 0.1), b"\n", result_line(b, {}, 2, 0.2))
+    state = scan(results, dead)
+    assert (state.decided("a"), state.decided("b"), state.decided("c")) == (True, True, False)
+    assert (state.sent_fp("a"), state.sent_fp("b")) == (a.fp, b.fp)
+    assert state.decide(Done("a", 1)) == "done"
+    assert state.warnings == []
+    assert scan(results, dead, with_fp=False).sent_fp("a") is None  # the lighter scan
+
+
+def test_scan_dead_entries_by_kind(files: tuple[Path, Path]) -> None:
+    results, dead = files
+    c = make_item("c")
+    write(dead, dead_line(c, rejected(422, "validation_error"), 1), input_dead_line(bad_line(7)))
+    state = scan(results, dead)
+    assert failure_of(state, "c") == (422, "validation_error")
+    assert state.sent_fp("c") == c.fp
+    decision = state.decide(Done("c", 1))
+    assert decision != "done" and decision is not None and decision.key == "422"
+    # An input line is recorded by its line number, not by the id it may carry.
+    line7 = state.decide(bad_line(7))
+    assert line7 is not None and line7 != "done" and line7.key == "no_model"
+    assert state.decide(bad_line(8)) is None
+    assert not state.decided("x")
+
+
+@pytest.mark.parametrize("dead_first", [True, False])
+def test_scan_result_supersedes_dead_entry(files: tuple[Path, Path], dead_first: bool) -> None:
+    results, dead = files
+    a, b = make_item("a"), make_item("b")
+    steps = [
+        (dead, dead_line(a, rejected(500, "server_error"), 8)),
+        (results, result_line(a, {}, 1, 0.1)),
+    ]
+    for path, line in steps if dead_first else reversed(steps):
+        write(path, line)
+    write(dead, dead_line(b, rejected(), 1))
+    state = scan(results, dead)
+    assert state.decided("a") and failure_of(state, "a") is None  # the result wins
+    assert failure_of(state, "b") == (400, "bad_request")
+    assert in_force(state, dead) == [("b", 1, "bad_request")]
+
+
+def test_scan_last_dead_entry_for_an_id_wins(files: tuple[Path, Path]) -> None:
+    results, dead = files
+    c = make_item("c")
+    write(dead, dead_line(c, rejected(429, "rate_limited"), 8), dead_line(c, rejected(), 1))
+    state = scan(results, dead)
+    assert failure_of(state, "c") == (400, "bad_request")
+    assert in_force(state, dead) == [("c", 1, "bad_request")]
+    dead.unlink()
+    write(dead, dead_line(c, rejected(), 1), dead_line(c, rejected(429, "rate_limited"), 8))
+    assert failure_of(scan(results, dead), "c") == (429, "rate_limited")
+
+
+def test_an_input_line_fixed_and_sent_is_no_longer_dead(files: tuple[Path, Path]) -> None:
+    results, dead = files
+    write(dead, dead_line(make_item("c", line=6), rejected(), 1))  # line 6 sent, then broken
+    write(dead, *(input_dead_line(bad_line(n)) for n in (3, 5, 6)))
+    # Line 3 fixed and sent: a result names it. Line 5 fixed, sent and refused: a request
+    # entry after its input entry names it. Line 6's request entry came before its input one.
+    write(results, result_line(make_item("a", line=3), {}, 1, 0.1))
+    write(dead, dead_line(make_item("b", line=5), rejected(), 1))
+    state = scan(results, dead)
+    assert state.decide(bad_line(3)) == "done"  # broken again since: its result stands
+    assert state.decide(bad_line(5)) is None  # broken again since: to dead-letter anew
+    six = state.decide(bad_line(6))
+    assert six not in (None, "done")
+    live = [("c", 6, "bad_request"), ("x", 6, "no_model"), ("b", 5, "bad_request")]
+    assert in_force(state, dead) == live
+    write(dead, dead_line(make_item("d", line=6), rejected(), 1))  # line 6 fixed again
+    assert in_force(scan(results, dead), dead) == [live[0], live[2], ("d", 6, "bad_request")]
+
+
+def test_retry_dead_selects_by_status(files: tuple[Path, Path]) -> None:
+    results, dead = files
+    a, b = make_item("a"), make_item("b")
+    write(dead, dead_line(a, rejected(400), 1), dead_line(b, rejected(500, "server_error"), 8))
+    state = scan(results, dead)
+    state.retry_dead([500])
+    assert (state.decided("a"), state.decided("b")) == (True, False)
+    state.retry_dead([])
+    assert not state.decided("a")
+
+
+def test_scan_invalid_lines_are_warnings_not_fatal(files: tuple[Path, Path]) -> None:
+    results, dead = files
+    a = make_item("a")
+    write(results, b"garbage\n", result_line(a, {}, 1, 0.1), b"[1, 2]\n", b'{"no": "id"}\n')
+    write(dead, b"{oops\n", dead_line(make_item("d"), rejected(), 1), b"\n")
+    write(dead, b'{"custom_id": null, "batchrunner": {"kind": "request"}}\n')
+    state = scan(results, dead)
+    assert state.decided("a") and state.decided("d")
+    assert sorted(state.warnings) == sorted(
+        [
+            f"{results}:1: not a result line; ignored",
+            f"{results}:3: not a result line; ignored",
+            f"{results}:4: not a result line; ignored",
+            f"{dead}:1: not a dead-letter line; ignored",
+            f"{dead}:4: not a dead-letter line; ignored",
+        ]
+    )
+
+
+def test_scan_repairs_a_torn_tail_with_a_warning(files: tuple[Path, Path]) -> None:
+    results, dead = files
+    a = make_item("a")
+    torn_result = result_line(make_item("z"), {}, 1, 0.1)[:30]
+    torn_dead = dead_line(make_item("y"), rejected(), 1)[:-5]
+    write(results, result_line(a, {}, 1, 0.1), torn_result)
+    write(dead, torn_dead)
+    assert len(scan_readonly(results, dead).warnings) == 2  # read-only: reported, kept
+    state = scan(results, dead)
+    assert state.decided("a") and not state.decided("z") and not state.decided("y")
+    assert len(state.warnings) == 2
+    assert f"repaired {results}" in state.warnings[0]
+    assert f"{len(torn_result)} bytes" in state.warnings[0]
+    assert f"repaired {dead}" in state.warnings[1]
+    assert results.read_bytes() == result_line(a, {}, 1, 0.1)
+    assert dead.read_bytes() == b""
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"custom_id": "a", "response": {}, "batchrunner": {"line": 4, "fp": "00ff"}},
+        {"response": {}, "batchrunner": {"line": 4, "fp": "00ff"}, "custom_id": "a"},
+        {"custom_id": 'a"b', "batchrunner": {"line": 4, "fp": "00ff"}},
+    ],
+)
+def test_read_result_reads_lines_not_written_by_us(line: dict[str, object]) -> None:
+    found = read_result(orjson.dumps(line) + b"\n")
+    assert found == (line["custom_id"], 4, "00ff")
+
+
+def test_read_result_fast_path_agrees_with_a_parse() -> None:
+    item = make_item("é-1", line=12)
+    raw = result_line(item, {"text": ',"batchrunner":{"line":99,'}, 3, 0.25)
+    assert read_result(raw) == ("é-1", 12, item.fp)
+    assert read_result(raw.rstrip(b"\n")) == ("é-1", 12, item.fp)  # no newline: parsed
