@@ -14,6 +14,7 @@ import orjson
 from batchrunner.cli.demo import demo
 from batchrunner.cli.dlq import dlq
 from batchrunner.cli.exits import Group
+from batchrunner.cli.export import export
 from batchrunner.cli.files import check_results_file
 from batchrunner.cli.run import job_settings, run
 from batchrunner.config import default_paths
@@ -60,6 +61,7 @@ def status(target: Path, as_json: bool) -> None:
 
 cli.add_command(run)
 cli.add_command(demo)
+cli.add_command(export)
 cli.add_command(dlq)
 cli.add_command(mock_server)
 
