@@ -178,4 +178,6 @@ def in_job_terms(exc: ConfigError, job: Path, from_job: Collection[str]) -> Conf
         return exc
     expected = _NAMES.sub(lambda m: repr(_KEYS[m.group(0)]), exc.expected)
     message = f"job file {job}: '{key}' must be {expected}{text.removeprefix(head)}"
+    if exc.setting in FLAGS:  # how to override it without editing the file
+        message += f" (on the command line: {FLAGS[exc.setting]})"
     return ConfigError(message, path=job, setting=key, expected=expected, found=exc.found)
