@@ -49,7 +49,6 @@ def run(**flags: Any) -> None:
     library["mock_server"] = mock_server
     with _job_terms(job, set(settings) - set(flags)):
         config = RunConfig(**library)
-        _check_summary_path(own.summary_json)
         if own.dry_run:
             sys.exit(show_dry_run(config, as_json=own.json_to_stdout))
         with prepared(config) as (ready, warnings):
@@ -93,17 +92,6 @@ def _refuse_dashes(input_: Path, flags: dict[str, Any]) -> None:
                 "reads back; give a file (--json prints the summary on stdout)",
                 setting=key,
             )
-
-
-def _check_summary_path(path: Path | None) -> None:
-    """Refused before the run, not after it: a summary in a folder that does not exist."""
-    if path is not None and path != STDOUT and not path.parent.is_dir():
-        raise ConfigError(
-            f"summary_json must be in an existing folder: {path.parent} does not exist "
-            "(create it first)",
-            setting="summary_json",
-            expected="in an existing folder",
-        )
 
 
 @contextmanager
