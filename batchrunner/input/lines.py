@@ -18,7 +18,27 @@ import orjson
 from batchrunner.config import ENDPOINTS
 from batchrunner.input.idset import IdSet
 
-__all__ = ["BadLine", "Done", "Item", "fingerprint", "parse_line", "read_input"]
+__all__ = [
+    "DUPLICATE",
+    "NEW",
+    "BadLine",
+    "Claim",
+    "Done",
+    "Item",
+    "fingerprint",
+    "parse_line",
+    "read_input",
+]
+
+_NO_ID = object()
+
+#: What a :data:`Claim` answers for an id no earlier run decided: send it ...
+NEW = 0
+#: ... and for an id an earlier line of this read already named.
+DUPLICATE = -1
+#: ``claim(custom_id)``: :data:`NEW`, :data:`DUPLICATE`, or a positive number that stands for
+#: what an earlier run made of the id (the caller's own handle, given back on the :class:`Done`).
+Claim = Callable[[str], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +54,16 @@ class Item:
     raw: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per line on resume, and frozen costs 2x
 class Done:
-    """A line whose id an earlier run already finished (see ``read_input(done=...)``)."""
+    """A line whose id an earlier run already decided (see ``read_input(claim=...)``)."""
 
     custom_id: str
     line: int
+    #: What ``claim`` answered for the id.
+    outcome: int
+    #: The line's request, when asked for (``compare_done``) and it still makes one.
+    item: Item | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +105,23 @@ def _head(raw: bytes, line: int) -> tuple[dict[str, Any], str, bytes] | BadLine 
         kind = type(obj).__name__
         msg = f"line is a JSON {kind}, not an object"
         return BadLine(line, None, obj, "not_an_object", msg, stripped)
-    custom_id = obj.get("custom_id", str(line))
-    if isinstance(custom_id, int) and not isinstance(custom_id, bool):
-        custom_id = str(custom_id)
-    if not isinstance(custom_id, str) or not custom_id:
+    custom_id = obj.get("custom_id", _NO_ID)
+    if type(custom_id) is not str:  # nearly always a str: the rest only when it is not
+        custom_id = _other_id(custom_id, line)
+    if not custom_id:
         msg = "custom_id must be a non-empty string"
         return BadLine(line, None, obj, "invalid_custom_id", msg, stripped)
     return obj, custom_id, stripped
+
+
+def _other_id(value: object, line: int) -> str | None:
+    """The id of a line whose custom_id is not a string: its line number when it has none,
+    the number when it is a whole number, else none."""
+    if value is _NO_ID:
+        return str(line)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
 
 
 def _item(
@@ -146,17 +180,17 @@ def read_input(
     path: Path,
     endpoint: str,
     model: str | None,
-    done: Callable[[str], bool] | None = None,
+    claim: Claim | None = None,
     compare_done: bool = False,
 ) -> Iterator[Item | BadLine | Done]:
     """Stream ``path`` line by line; a repeated custom_id makes the later line a :class:`BadLine`.
 
-    With ``done``, a line whose id it accepts is yielded as a cheap :class:`Done` without
-    building its request: resuming a million done ids costs one JSON parse each. With
-    ``compare_done`` too, a done line that still makes a request is yielded as its
-    :class:`Item`, so its body can be compared with what was sent (an edited input).
-    The first line to name an id claims it, whether or not that line can be sent.
-    Only the ids' hashes are kept in memory (:class:`IdSet`), never the requests.
+    The first line to name an id claims it, whether or not that line can be sent. With
+    ``claim``, an id an earlier run decided is yielded as a cheap :class:`Done` without
+    building its request (resuming a million done ids costs one JSON parse each); ``claim``
+    also answers :data:`DUPLICATE` for the ids it knows. With ``compare_done`` too, the
+    :class:`Done` carries the line's request, so that it can be compared with what was sent
+    (an edited input). The other ids are kept in memory as hashes only (:class:`IdSet`).
     """
     seen = IdSet()
     with path.open("rb") as f:
@@ -167,15 +201,21 @@ def read_input(
                     yield head
                 continue
             obj, custom_id, stripped = head
-            if not seen.add(custom_id):
+            outcome = NEW if claim is None else claim(custom_id)
+            if outcome > 0 and not compare_done:  # most lines of a resumed run
+                yield Done(custom_id, line_no, outcome)
+                continue
+            if outcome == NEW and not seen.add(custom_id):
+                outcome = DUPLICATE
+            if outcome == DUPLICATE:
                 msg = f"duplicate custom_id {custom_id!r}; only its first line is sent"
                 yield BadLine(line_no, custom_id, obj, "duplicate_custom_id", msg, stripped)
                 continue
-            if done is not None and done(custom_id):
-                if compare_done:
-                    parsed = _item(obj, custom_id, stripped, line_no, endpoint, model)
-                    yield parsed if isinstance(parsed, Item) else Done(custom_id, line_no)
-                else:
-                    yield Done(custom_id, line_no)
-                continue
-            yield _item(obj, custom_id, stripped, line_no, endpoint, model)
+            item = None
+            if outcome == NEW or compare_done:
+                item = _item(obj, custom_id, stripped, line_no, endpoint, model)
+            if outcome == NEW:
+                assert item is not None
+                yield item
+            else:  # decided before: its result or entry stands, even if the line is bad now
+                yield Done(custom_id, line_no, outcome, item if isinstance(item, Item) else None)
