@@ -80,7 +80,7 @@ def _count(
     """Counts of lines, done, dead and pending, and of the dead by failure key."""
     counts: Counter[str] = Counter()
     by_key: Counter[str] = Counter()
-    for entry in read_input(input_path, endpoint, model, state.decided, implicit_prefix=prefix):
+    for entry in read_input(input_path, endpoint, model, state.claim, implicit_prefix=prefix):
         counts["lines"] += 1
         decision = None if isinstance(entry, Item) else state.decide(entry)
         if decision is None:
