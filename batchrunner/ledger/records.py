@@ -38,12 +38,14 @@ KIND_INPUT = "input"
 
 _ID_PREFIX = b'{"custom_id":"'
 _ID_START = len(_ID_PREFIX)
-# The end of a result line as result_line writes it: the line and fingerprint without a parse.
+# The end of a result line as result_line writes it: the line and fingerprint without a parse
+# (lines written before results carried their time have no "ts").
 _RESULT_TAIL = re.compile(
-    rb',"batchrunner":\{"line":(\d+),"attempts":\d+,"latency_ms":[^,]*,"fp":"([0-9a-f]+)"\}\}\n\Z'
+    rb',"batchrunner":\{(?:"ts":"[^"]*",)?"line":(\d+),"attempts":\d+,"latency_ms":[^,]*,'
+    rb'"fp":"([0-9a-f]+)"\}\}\n\Z'
 )
 # Longer than any tail _RESULT_TAIL matches: where its search starts.
-_TAIL_SPAN = 160
+_TAIL_SPAN = 200
 
 
 def utc_iso(ts: float | None = None) -> str:
@@ -52,11 +54,13 @@ def utc_iso(ts: float | None = None) -> str:
 
 
 def result_line(item: Item, body: Any, attempts: int, latency_s: float) -> bytes:
+    """A result line; ``ts`` in its metadata is when it completed (UTC)."""
     record = {
         "custom_id": item.custom_id,
         "response": {"status_code": 200, "body": body},
         "error": None,
         "batchrunner": {
+            "ts": utc_iso(),
             "line": item.line,
             "attempts": attempts,
             "latency_ms": round(latency_s * 1000, 1),
