@@ -20,12 +20,16 @@ from rich.console import Console
 from batchrunner.cli.dlq import dlq
 from batchrunner.cli.exits import ExitCode, Group, stop_code
 from batchrunner.cli.jobfile import load_job
+from batchrunner.cli.logjson import open_log
+from batchrunner.cli.merge import merge
 from batchrunner.cli.options import CliOnly, given, run_options, split
 from batchrunner.cli.progress import summary_table
 from batchrunner.cli.signals import run_with_signals
-from batchrunner.config import RunConfig, default_paths
+from batchrunner.config import RunConfig, Shard, default_paths
+from batchrunner.engine.events import Events
 from batchrunner.engine.stats import RunStats
 from batchrunner.errors import ConfigError, WriteError
+from batchrunner.input.shard import resolve_shard
 from batchrunner.ledger.status import run_status
 from batchrunner.mock.cli import mock_server
 from batchrunner.mock.process import running_mock
@@ -89,18 +93,40 @@ def _config(settings: dict[str, Any]) -> RunConfig:
     input_path: Path = settings["input_path"]
     if not input_path.is_file():
         raise ConfigError(f"input file {input_path} does not exist", path=input_path)
-    out, dead = default_paths(input_path)
+    shard = _shard(settings.get("shard"))
+    settings["shard"] = None if shard is None else str(shard)
+    out, dead = default_paths(input_path, shard)
     settings.setdefault("output_path", out)
     settings.setdefault("dead_letter_path", dead)
     return RunConfig(**settings)
 
 
+def _shard(value: str | None) -> Shard | None:
+    """``--shard`` resolved (``auto/N`` from the environment), or ``None``."""
+    return None if value is None else resolve_shard(value, os.environ)
+
+
 def _run(settings: dict[str, Any], own: CliOnly) -> tuple[RunStats, RunConfig]:
     config = _config(settings)
+    if not own.progress_interval > 0:
+        raise ConfigError(
+            f"progress_interval must be a positive number, not {own.progress_interval!r}",
+            setting="progress_interval",
+            expected="a positive number",
+        )
     # A file size limit must fail the write (EFBIG), not kill the process mid-line.
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    return run_with_signals(config, quiet=own.quiet), config
+    if own.log_json is None:
+        return run_with_signals(config, quiet=own.quiet, interval=own.progress_interval), config
+    with open_log(own.log_json, config) as log:
+        events = Events(log)
+        stats = run_with_signals(
+            config, quiet=own.quiet, events=events, interval=own.progress_interval
+        )
+    if log.problem is not None:
+        stats.warnings.append(log.problem)
+    return stats, config
 
 
 def _report(stats: RunStats, config: RunConfig, own: CliOnly) -> None:
@@ -138,13 +164,15 @@ def status(target: Path, as_json: bool) -> None:
     results = target
     if target.suffix == ".toml":
         settings, _ = _settings({"input": target})
-        results = Path(settings.get("output") or default_paths(Path(settings["input"]))[0])
+        shard = _shard(settings.get("shard"))
+        results = Path(settings.get("output") or default_paths(Path(settings["input"]), shard)[0])
     st = run_status(results)
     if as_json:
         click.echo(orjson.dumps(st.as_dict(), option=orjson.OPT_INDENT_2).decode())
         return
     by = ", ".join(f"{k}: {v}" for k, v in sorted(st.dead_by_status.items()))
-    click.echo(f"input          {st.input} ({st.input_lines:,} non-blank lines)")
+    lines = f"{st.input_lines:,} non-blank lines" + (f" in shard {st.shard}" if st.shard else "")
+    click.echo(f"input          {st.input} ({lines})")
     click.echo(f"done           {st.done:,}")
     click.echo(f"dead-lettered  {st.dead:,}" + (f" ({by})" if by else ""))
     click.echo(f"pending        {st.pending:,}")
@@ -156,6 +184,7 @@ def status(target: Path, as_json: bool) -> None:
 
 
 cli.add_command(dlq)
+cli.add_command(merge)
 cli.add_command(mock_server)
 
 

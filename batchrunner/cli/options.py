@@ -43,6 +43,12 @@ class CliOnly:
     summary_json: Path | None = field(
         default=None, metadata=option("Write the summary here, as JSON.")
     )
+    log_json: Path | None = field(
+        default=None, metadata=option("Append the run's events here as JSON lines (-: stderr).")
+    )
+    progress_interval: float = field(
+        default=5.0, metadata=option("Seconds between progress lines (off a terminal) and events.")
+    )
 
 
 #: Every setting ``run`` takes, in the order ``--help`` lists them.
