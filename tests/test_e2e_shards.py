@@ -111,6 +111,9 @@ def test_four_shards_with_one_killed_merge_into_what_one_run_gives(
     assert (st["done"], st["dead_lettered"], st["pending"]) == (237, 3, 0)
     summary = run_cli("dlq", "summary", dead, "--json")
     assert orjson.loads(summary.stdout)["total"] == 3
+    per_shard = [run_cli("dlq", "summary", default_paths(inp, Shard(k, 4))[1], "--json")
+                 for k in range(4)]  # fmt: skip
+    assert sum(orjson.loads(r.stdout)["total"] for r in per_shard) == 3
 
 
 def test_a_missing_shard_makes_merge_fail_naming_it(

@@ -19,6 +19,7 @@ from batchrunner.errors import ConfigError, LedgerError
 from batchrunner.input.shard import resolve_shard, shard_key, shard_of
 from batchrunner.ledger.merge import merge_shards
 from batchrunner.ledger.shards import find_shards, shard_pattern
+from batchrunner.ledger.state import scan_readonly
 from batchrunner.ledger.status import run_status
 
 #: (custom_id, its shard of 4, of 8): blake2b-64 of the UTF-8 id, big-endian, modulo N. A
@@ -262,3 +263,15 @@ def test_a_shard_does_not_resume_another_shards_files(tmp_path: Path) -> None:
 
 def _fields(config: RunConfig) -> dict[str, Any]:
     return {f: getattr(config, f) for f in config.__dataclass_fields__}
+
+
+def test_retry_dead_sends_again_only_the_shards_own_dead(tmp_path: Path) -> None:
+    home = shard_of("p5", 0, 4)  # p5 is refused once (400), then answered
+    run(shard_config(tmp_path, home), FakeClient(dict(SCRIPT)))
+    again = RunConfig(**{**_fields(shard_config(tmp_path, home)), "retry_dead": True})
+    client = FakeClient()
+    run(again, client)
+    assert "p5" in client.sent
+    assert all(shard_of(p, 0, 4) == home for p in client.sent)  # the shard's own dead only
+    state = scan_readonly(again.output_path, again.dead_letter_path)
+    assert state.decided("p5") and state.dead_entry("p5") is None  # its result supersedes

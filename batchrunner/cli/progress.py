@@ -177,6 +177,8 @@ def summary_table(stats: RunStats, config: RunConfig) -> Table:
     if stats.dead_by_status:
         by = ", ".join(f"{k}: {v}" for k, v in sorted(stats.dead_by_status.items()))
         rows.append(("  by status/type", by))
+    if stats.other_shards:
+        rows.append(("other shards' lines", f"{stats.other_shards:,} (passed over)"))
     if stats.skipped_done:
         rows.append(("skipped (done before)", f"{stats.skipped_done:,}"))
     if stats.changed_done:
