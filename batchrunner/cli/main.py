@@ -108,12 +108,6 @@ def _shard(value: str | None) -> Shard | None:
 
 def _run(settings: dict[str, Any], own: CliOnly) -> tuple[RunStats, RunConfig]:
     config = _config(settings)
-    if not own.progress_interval > 0:
-        raise ConfigError(
-            f"progress_interval must be a positive number, not {own.progress_interval!r}",
-            setting="progress_interval",
-            expected="a positive number",
-        )
     # A file size limit must fail the write (EFBIG), not kill the process mid-line.
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from batchrunner.config import RUN_SETTINGS, Setting, option, settings_of, type_problem
+from batchrunner.errors import ConfigError
 
 __all__ = [
     "FLAGS",
@@ -49,6 +50,12 @@ class CliOnly:
     progress_interval: float = field(
         default=5.0, metadata=option("Seconds between progress lines (off a terminal) and events.")
     )
+
+    def __post_init__(self) -> None:
+        if not self.progress_interval > 0:
+            expected = "a positive number"
+            message = f"progress_interval must be {expected}, not {self.progress_interval!r}"
+            raise ConfigError(message, setting="progress_interval", expected=expected)
 
 
 #: Every setting ``run`` takes, in the order ``--help`` lists them.

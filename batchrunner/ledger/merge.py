@@ -25,7 +25,7 @@ from typing import IO, Any
 from batchrunner.config import ENDPOINTS, RunConfig, Shard, manifest_path
 from batchrunner.errors import LedgerError, OutputWriteError
 from batchrunner.input.idset import IdSet
-from batchrunner.input.lines import Done, Item, read_input
+from batchrunner.input.lines import BadLine, Done, Item, read_input
 from batchrunner.input.scan import scan_input
 from batchrunner.input.shard import shard_of
 from batchrunner.ledger.manifest import read_manifest, write_merge_manifest
@@ -45,6 +45,8 @@ def merge_shards(
     """Merge ``shards`` (of one input) into ``output`` and ``dead_letter``; the report says
     whether every line of the input has exactly one outcome. Raises :class:`LedgerError`
     when the targets are not free to write, :class:`OutputWriteError` when writing fails."""
+    if not shards:
+        raise LedgerError("no shard files to merge")
     _check_targets(input_path, shards, output, dead_letter)
     config = _merged_config(input_path, shards[0].manifest, output, dead_letter)
     scan = scan_input(input_path)
@@ -99,7 +101,7 @@ def _decide_input(config: RunConfig, states: dict[int, LedgerState], report: Mer
     return ids
 
 
-def _decision(entry: Item | Any, state: LedgerState | None) -> Decision:
+def _decision(entry: Item | BadLine | Done, state: LedgerState | None) -> Decision:
     """What the shard's files say of a line (``None`` for a missing shard: pending)."""
     if state is None or isinstance(entry, Item):
         return None
