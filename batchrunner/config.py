@@ -10,6 +10,7 @@ shown by ``--help`` and the type checks below all come from there.
 from __future__ import annotations
 
 import math
+import os
 import re
 import types
 from collections.abc import Mapping
@@ -54,9 +55,11 @@ MAX_POOL = 1024
 ClientKind = Literal["http", "sdk"]
 
 #: What a setting holds, as a command line and a job file spell it.
-Kind = Literal["bool", "int", "number", "str", "path", "ints", "table"]
+Kind = Literal["bool", "int", "number", "str", "path", "ints", "table", "count"]
 
 _OPTION = "batchrunner.option"
+#: An output path left out (Path("") is the current folder, never a file to write).
+_UNSET = Path()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,7 +70,8 @@ class Option:
     that is not the field's name. ``unset`` says in ``--help`` what the default means when
     the default is None or computed. ``switch`` gives a boolean a ``--no-`` form; ``flag``
     False makes a setting job-file only, ``job`` False command-line only; ``argument``
-    makes it the command's positional argument (``INPUT``).
+    makes it the command's positional argument (``INPUT``); ``count`` makes a level of a
+    repeated flag (``-qq``).
     """
 
     help: str
@@ -80,6 +84,7 @@ class Option:
     flag: bool = True
     job: bool = True
     argument: bool = False
+    count: bool = False
 
 
 def option(help: str, **how: Any) -> dict[str, Option]:
@@ -115,6 +120,7 @@ def settings_of(cls: type[Any]) -> tuple[Setting, ...]:
         if how is None:
             continue
         kind, optional, literal = _kind(hints[f.name])
+        kind = "count" if how.count else kind
         default = f.default_factory() if f.default_factory is not MISSING else f.default
         default = None if default is MISSING else default
         choices = how.choices or literal
@@ -146,6 +152,8 @@ def type_problem(kind: Kind, value: object) -> str | None:
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     checks: dict[Kind, tuple[bool, str]] = {
         "bool": (isinstance(value, bool), "true or false"),
+        "count": (isinstance(value, int) and 0 <= value <= 2, "true, false, 0, 1 or 2"),
+        "path": (isinstance(value, str | os.PathLike), "a path (str or Path)"),
         "int": (isinstance(value, int) and not isinstance(value, bool), "a whole number"),
         "number": (is_number, "a number"),
         "str": (isinstance(value, str), "a string"),
@@ -178,9 +186,12 @@ class Shard:
 _SHARD = re.compile(r"(\d+)\s*/\s*(\d+)", re.ASCII)
 
 
-def default_paths(input_path: Path, shard: Shard | None = None) -> tuple[Path, Path]:
+def default_paths(
+    input_path: str | os.PathLike[str], shard: Shard | None = None
+) -> tuple[Path, Path]:
     """The results and dead-letter paths used when none are given: beside the input, named
     after the shard when there is one (``prompts.shard-2-of-8.results.jsonl``)."""
+    input_path = Path(input_path)
     stem = input_path.name.removesuffix(".jsonl")
     if shard is not None:
         stem += f".shard-{shard.index}-of-{shard.count}"
@@ -201,15 +212,19 @@ class RunConfig:
     input_path: Path = field(
         metadata=option("A .jsonl file or a jobs/NAME.toml job file.", key="input", argument=True)
     )
+    #: Paths may be given as ``str``; they are kept as :class:`Path`. Left out, the results
+    #: and dead-letter files go beside the input (:func:`default_paths`).
     output_path: Path = field(
+        default=_UNSET,
         metadata=option(
             "Results JSONL.", key="output", short="-o", unset="<stem>.results.jsonl beside INPUT"
-        )
+        ),
     )
     dead_letter_path: Path = field(
+        default=_UNSET,
         metadata=option(
             "Dead-letter JSONL.", key="dead_letter", unset="<stem>.dead.jsonl beside INPUT"
-        )
+        ),
     )
     endpoint: str = field(
         default="/v1/chat/completions",
@@ -288,12 +303,21 @@ class RunConfig:
             "Only shard K of N (K from 0); auto/N takes K from the environment.", unset="all"
         ),
     )
+    #: Start the embedded mock server on 127.0.0.1 for the run (no key needed), with the
+    #: ``mock_server`` settings (``python -m batchrunner.mock`` options, underscored).
+    mock: bool = field(
+        default=False,
+        metadata=option("Run against the embedded mock server (no key needed).", switch=True),
+    )
+    mock_server: Mapping[str, Any] = field(default_factory=dict)
+    #: None reads ``MISTRAL_API_KEY`` from the environment.
     api_key: str | None = field(default=None, repr=False)
     fsync_interval: float = 1.0
     #: The command that started the run, recorded so that ``status`` can say how to resume.
     command: str | None = None
 
     def __post_init__(self) -> None:
+        _convert(self)
         for s in RUN_SETTINGS:
             value = getattr(self, s.name)
             if value is None and s.optional:
@@ -320,6 +344,27 @@ class RunConfig:
 
 #: RunConfig's options, in field order.
 RUN_SETTINGS = settings_of(RunConfig)
+
+
+def _convert(c: RunConfig) -> None:
+    """Paths given as ``str`` become :class:`Path`, the outputs left out go beside the
+    input, and a key not given is read from ``MISTRAL_API_KEY`` (a blank one is none)."""
+    for name in ("input_path", "output_path", "dead_letter_path"):
+        value = getattr(c, name)
+        if not isinstance(value, str | os.PathLike):
+            raise _refused(name, "a path (str or Path)", value)
+        object.__setattr__(c, name, Path(value))
+    shard = Shard.parse(c.shard) if isinstance(c.shard, str) else None
+    out, dead = default_paths(c.input_path, shard)  # a bad shard is refused after this
+    if c.output_path == _UNSET:
+        object.__setattr__(c, "output_path", out)
+    if c.dead_letter_path == _UNSET:
+        object.__setattr__(c, "dead_letter_path", dead)
+    key = os.environ.get("MISTRAL_API_KEY", "") if c.api_key is None else c.api_key
+    if not isinstance(key, str):
+        raise _refused("api_key", "a string")  # the value is never shown
+    object.__setattr__(c, "api_key", key.strip() or None)
+
 
 _NOT_SHOWN = object()
 

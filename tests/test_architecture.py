@@ -21,8 +21,14 @@ ALLOWED: dict[str, set[str]] = {
     "engine": _CORE | {"input", "clients", "limits", "ledger"},
     "dlq": _CORE | {"input", "ledger"},
     "mock": {"errors"},
-    "cli": _CORE | {"input", "clients", "limits", "ledger", "engine", "dlq", "mock"},
-    "__init__": _CORE | {"engine", "ledger", "mock"},
+    "export": _CORE | {"input", "ledger"},
+    "demo": set(),
+    "dryrun": _CORE | {"input", "limits"},
+    "api": _CORE | {"engine", "mock"},
+    "notebook": _CORE | {"input", "ledger", "export", "api"},
+    "cli": _CORE
+    | {"input", "clients", "limits", "ledger", "engine", "dlq", "mock", "export", "dryrun", "api"},
+    "__init__": _CORE | {"engine", "ledger", "mock", "api", "dryrun", "notebook"},
     "__main__": {"cli"},
 }
 

@@ -17,7 +17,21 @@ from batchrunner.ledger.shards import find_shards
 __all__ = ["merge"]
 
 
-@click.command()
+_EPILOG = """\b
+Examples:
+  batchrunner merge prompts.jsonl                 # the shards' default names beside it
+  batchrunner merge prompts.jsonl 'out/prompts.shard-*-of-8.results.jsonl' -o all.jsonl
+  batchrunner merge prompts.jsonl --json | jq '.by_shard[] | select(.state != "complete")'
+
+\b
+Exit codes:
+  0    complete: every line of INPUT has exactly one outcome in the merged files
+  2    usage: no shard files, shards of different counts, a target that is not free
+  3    a merged file could not be written
+  6    incomplete: a shard missing or unfinished, an outcome doubled or not in INPUT"""
+
+
+@click.command(epilog=_EPILOG)
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.argument("shard_results", metavar="[SHARD_RESULTS]...", nargs=-1)
 @click.option(

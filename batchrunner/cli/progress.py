@@ -105,11 +105,13 @@ class ProgressView:
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.update()
+        self.update(final=True)
         if self._progress is not None:
             self._progress.stop()
 
-    def update(self) -> None:
+    def update(self, final: bool = False) -> None:
+        """Refresh the display; ``final``: the run is over (its run_end event is out: no
+        progress event follows it)."""
         s, now = self._stats, time.monotonic()
         eta = self._eta.update(now, s.done, s.to_do)
         if self._progress is not None:
@@ -118,7 +120,7 @@ class ProgressView:
         elif not self._quiet and now - self._last_plain >= self._interval:
             self._last_plain = now
             print(_plain_line(s, eta), file=self._stream, flush=True)
-        if self._events.on and now - self._last_event >= self._interval:
+        if self._events.on and not final and now - self._last_event >= self._interval:
             self._last_event = now
             self._events.progress(s, eta)
 

@@ -15,7 +15,8 @@ from batchrunner.config import RunConfig, Shard
 from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.stats import RunStats
 from batchrunner.input.lines import BadLine, Done, Item, read_input
-from batchrunner.input.shard import shard_of
+from batchrunner.input.shard import in_shard
+from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
 from batchrunner.ledger.records import input_dead_line
 from batchrunner.ledger.state import Decision, LedgerState
 from batchrunner.vocabulary import failure_key
@@ -45,7 +46,8 @@ def admit(
     stats.shards = shard.count if shard is not None else 1
     not_sent = 0
     inp, endpoint, model = config.input_path, config.endpoint, config.model
-    for entry in read_input(inp, endpoint, model, state.decided, compare_done=check_bodies):
+    prefix = implicit_id_prefix(read_manifest(config.manifest_path))
+    for entry in read_input(inp, endpoint, model, state.decided, check_bodies, prefix):
         stats.read += 1
         stats.position = entry.line
         if not _other_shard(entry, shard, stats):
@@ -63,7 +65,7 @@ def admit(
 
 def _other_shard(entry: Item | BadLine | Done, shard: Shard | None, stats: RunStats) -> bool:
     """Whether the line is another shard's (counted, and passed over)."""
-    if shard is None or shard_of(entry.custom_id, entry.line, shard.count) == shard.index:
+    if in_shard(entry.custom_id, entry.line, shard):
         return False
     stats.other_shards += 1
     return True

@@ -19,21 +19,19 @@ from collections.abc import Mapping
 
 from batchrunner.config import Shard
 from batchrunner.errors import ConfigError
+from batchrunner.input.lines import IMPLICIT_ID_PREFIX
 
-__all__ = ["ENV_VARS", "resolve_shard", "shard_key", "shard_of"]
+__all__ = ["ENV_VARS", "in_shard", "resolve_shard", "shard_key", "shard_of"]
 
 #: Where ``--shard auto/N`` finds K, in this order: our own variable (set it by hand, or
 #: from a CI matrix), a Kubernetes Indexed Job's, a SLURM job array's.
 ENV_VARS = ("BATCHRUNNER_SHARD", "JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID")
 
-#: The spellings an implicit id has had: the line number, bare or after this prefix.
-_IMPLICIT_PREFIX = "#"
-
 
 def shard_key(custom_id: str | None, line: int) -> bytes:
     """What a line is hashed by: its ``custom_id``, or its line number's text."""
     number = str(line)
-    if custom_id is None or custom_id == number or custom_id == _IMPLICIT_PREFIX + number:
+    if custom_id is None or custom_id in (number, IMPLICIT_ID_PREFIX + number):
         return number.encode()
     return custom_id.encode("utf-8", "surrogatepass")
 
@@ -42,6 +40,11 @@ def shard_of(custom_id: str | None, line: int, count: int) -> int:
     """The shard (from 0) of ``count`` that the line belongs to."""
     digest = hashlib.blake2b(shard_key(custom_id, line), digest_size=8).digest()
     return int.from_bytes(digest, "big") % count
+
+
+def in_shard(custom_id: str | None, line: int, shard: Shard | None) -> bool:
+    """Whether the line is ``shard``'s (every line is, without a shard)."""
+    return shard is None or shard_of(custom_id, line, shard.count) == shard.index
 
 
 def resolve_shard(text: str, env: Mapping[str, str]) -> Shard:

@@ -28,7 +28,7 @@ from batchrunner.input.idset import IdSet
 from batchrunner.input.lines import BadLine, Done, Item, read_input
 from batchrunner.input.scan import scan_input
 from batchrunner.input.shard import shard_of
-from batchrunner.ledger.manifest import read_manifest, write_merge_manifest
+from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest, write_merge_manifest
 from batchrunner.ledger.mergereport import MergeReport
 from batchrunner.ledger.records import KIND_INPUT, loads_object, read_dead, read_result
 from batchrunner.ledger.shards import ShardFiles
@@ -57,14 +57,15 @@ def merge_shards(
     states = {f.shard.index: scan_readonly(f.results, f.dead, with_fp=False) for f in shards}
     for state in states.values():
         report.warnings += state.warnings
-    ids = _decide_input(config, states, report)
+    prefix = implicit_id_prefix(shards[0].manifest)
+    ids = _decide_input(config, prefix, states, report)
     keep = _Keep(report, ids, scan.lines)
     with _replacing(output) as out, _replacing(dead_letter) as dead:
         for f in shards:
             report.results_written += _copy_results(f, keep, out.write)
         for f in shards:
             report.dead_written += _copy_dead(f, states[f.shard.index], keep, dead.write)
-    write_merge_manifest(config, scan, [str(f.results) for f in shards])
+    write_merge_manifest(config, scan, prefix, [str(f.results) for f in shards])
     return report
 
 
@@ -84,8 +85,11 @@ def _merged_config(
     )
 
 
-def _decide_input(config: RunConfig, states: dict[int, LedgerState], report: MergeReport) -> IdSet:
-    """Decide every input line by its shard's files; returns the input's ids."""
+def _decide_input(
+    config: RunConfig, prefix: str, states: dict[int, LedgerState], report: MergeReport
+) -> IdSet:
+    """Decide every input line by its shard's files (implicit ids spelt with ``prefix``);
+    returns the input's ids."""
     ids = IdSet()
     count = report.count
 
@@ -93,7 +97,7 @@ def _decide_input(config: RunConfig, states: dict[int, LedgerState], report: Mer
         return any(state.decided(custom_id) for state in states.values())
 
     inp, endpoint, model = config.input_path, config.endpoint, config.model
-    for entry in read_input(inp, endpoint, model, decided):
+    for entry in read_input(inp, endpoint, model, decided, implicit_prefix=prefix):
         if entry.custom_id is not None:
             ids.add(entry.custom_id)
         home = shard_of(entry.custom_id, entry.line, count)

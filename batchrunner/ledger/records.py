@@ -55,17 +55,20 @@ def utc_iso(ts: float | None = None) -> str:
 
 def result_line(item: Item, body: Any, attempts: int, latency_s: float) -> bytes:
     """A result line; ``ts`` in its metadata is when it completed (UTC)."""
+    meta: dict[str, Any] = {
+        "ts": utc_iso(),
+        "line": item.line,
+        "attempts": attempts,
+        "latency_ms": round(latency_s * 1000, 1),
+        "fp": item.fp,
+    }
+    if item.endpoint is not None:  # the line named it with "url": say where it went
+        meta["url"] = item.endpoint
     record = {
         "custom_id": item.custom_id,
         "response": {"status_code": 200, "body": body},
         "error": None,
-        "batchrunner": {
-            "ts": utc_iso(),
-            "line": item.line,
-            "attempts": attempts,
-            "latency_ms": round(latency_s * 1000, 1),
-            "fp": item.fp,
-        },
+        "batchrunner": meta,
     }
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 

@@ -15,8 +15,8 @@ from typing import Any
 from batchrunner.config import ENDPOINTS, Shard, manifest_path
 from batchrunner.errors import LedgerError
 from batchrunner.input.lines import Item, read_input
-from batchrunner.input.shard import shard_of
-from batchrunner.ledger.manifest import read_manifest
+from batchrunner.input.shard import in_shard
+from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
 from batchrunner.ledger.records import utc_iso
 from batchrunner.ledger.state import LedgerState, scan_readonly
 
@@ -67,7 +67,8 @@ def run_status(results_path: Path) -> RunStatus:
     if not input_path.is_file():
         raise LedgerError(f"the run's input {input_path} no longer exists")
     shard = manifest_shard(manifest)
-    counts, by_key = _count(state, input_path, endpoint, model, shard)
+    prefix = implicit_id_prefix(manifest)
+    counts, by_key = _count(state, input_path, endpoint, model, prefix=prefix, shard=shard)
     command = manifest.get("command")
     return RunStatus(
         input=str(input_path),
@@ -90,13 +91,19 @@ def manifest_shard(manifest: dict[str, Any]) -> Shard | None:
 
 
 def _count(
-    state: LedgerState, input_path: Path, endpoint: str, model: str | None, shard: Shard | None
+    state: LedgerState,
+    input_path: Path,
+    endpoint: str,
+    model: str | None,
+    *,
+    prefix: str,
+    shard: Shard | None,
 ) -> tuple[Counter[str], Counter[str]]:
     """Counts of lines (the shard's), done, dead and pending, and of the dead by failure key."""
     counts: Counter[str] = Counter()
     by_key: Counter[str] = Counter()
-    for entry in read_input(input_path, endpoint, model, state.decided):
-        if shard is not None and shard_of(entry.custom_id, entry.line, shard.count) != shard.index:
+    for entry in read_input(input_path, endpoint, model, state.decided, implicit_prefix=prefix):
+        if not in_shard(entry.custom_id, entry.line, shard):
             continue
         counts["lines"] += 1
         decision = None if isinstance(entry, Item) else state.decide(entry)
