@@ -17,6 +17,7 @@ import orjson
 
 from batchrunner.config import ENDPOINTS
 from batchrunner.input.idset import IdSet
+from batchrunner.vocabulary import InputProblem
 
 __all__ = [
     "IMPLICIT_ID_PREFIX",
@@ -71,7 +72,7 @@ class BadLine:
     line: int
     custom_id: str | None
     request: Any
-    type: str
+    type: InputProblem
     message: str
     raw: bytes = b""
 
@@ -166,7 +167,7 @@ def _route(obj: dict[str, Any], endpoint: str) -> tuple[bool, str] | str:
     if "url" not in obj:
         return False, endpoint
     url = obj["url"]
-    if url not in ENDPOINTS:
+    if not isinstance(url, str) or url not in ENDPOINTS:
         served = ", ".join(ENDPOINTS)
         return f"'url' {url!r} is not an endpoint batchrunner sends to ({served})"
     return True, url
