@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -29,6 +30,7 @@ __all__ = [
     "Option",
     "RunConfig",
     "Setting",
+    "Shard",
     "default_paths",
     "manifest_path",
     "option",
@@ -160,10 +162,39 @@ def type_problem(kind: Kind, value: object) -> str | None:
     return None if ok else expected
 
 
-def default_paths(input_path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """The results and dead-letter paths used when none are given: beside the input."""
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Shard ``index`` of ``count``, counted from 0 as a Kubernetes Indexed Job counts its
+    pods: ``0/4`` … ``3/4``."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @classmethod
+    def parse(cls, text: str) -> Shard | None:
+        """``"K/N"`` (whole numbers, ``0 <= K < N``) as a shard; ``None`` when it is not one."""
+        found = _SHARD.fullmatch(text.strip())
+        if found is None:
+            return None
+        index, count = int(found[1]), int(found[2])
+        return cls(index, count) if index < count else None
+
+
+_SHARD = re.compile(r"(\d+)\s*/\s*(\d+)", re.ASCII)
+
+
+def default_paths(
+    input_path: str | os.PathLike[str], shard: Shard | None = None
+) -> tuple[Path, Path]:
+    """The results and dead-letter paths used when none are given: beside the input, named
+    after the shard when there is one (``prompts.shard-2-of-8.results.jsonl``)."""
     input_path = Path(input_path)
     stem = input_path.name.removesuffix(".jsonl")
+    if shard is not None:
+        stem += f".shard-{shard.index}-of-{shard.count}"
     return (
         input_path.with_name(f"{stem}.results.jsonl"),
         input_path.with_name(f"{stem}.dead.jsonl"),
@@ -265,6 +296,13 @@ class RunConfig:
         default=True,
         metadata=option("Check key and model with GET /v1/models first.", switch=True),
     )
+    #: ``K/N``: send only the lines of shard K (from 0) of N (:mod:`batchrunner.input.shard`).
+    shard: str | None = field(
+        default=None,
+        metadata=option(
+            "Only shard K of N (K from 0); auto/N takes K from the environment.", unset="all"
+        ),
+    )
     #: Start the embedded mock server on 127.0.0.1 for the run (no key needed), with the
     #: ``mock_server`` settings (``python -m batchrunner.mock`` options, underscored).
     mock: bool = field(
@@ -290,12 +328,18 @@ class RunConfig:
             if s.choices and value not in s.choices:
                 raise _refused(s.name, "one of " + ", ".join(s.choices), value)
         _check_ranges(self)
+        _check_shard(self)
         _check_together(self)
 
     @property
     def manifest_path(self) -> Path:
         """The small run manifest kept beside the results file."""
         return manifest_path(self.output_path)
+
+    @property
+    def shard_spec(self) -> Shard | None:
+        """``shard`` as a :class:`Shard`; ``None``: the whole input."""
+        return None if self.shard is None else Shard.parse(self.shard)
 
 
 #: RunConfig's options, in field order.
@@ -310,7 +354,8 @@ def _convert(c: RunConfig) -> None:
         if not isinstance(value, str | os.PathLike):
             raise _refused(name, "a path (str or Path)", value)
         object.__setattr__(c, name, Path(value))
-    out, dead = default_paths(c.input_path)
+    shard = Shard.parse(c.shard) if isinstance(c.shard, str) else None
+    out, dead = default_paths(c.input_path, shard)  # a bad shard is refused after this
     if c.output_path == _UNSET:
         object.__setattr__(c, "output_path", out)
     if c.dead_letter_path == _UNSET:
@@ -348,6 +393,12 @@ def _check_ranges(c: RunConfig) -> None:
         value = getattr(c, name)
         if value is not None and not value > 0:
             raise _refused(name, "a positive number", value)
+
+
+def _check_shard(c: RunConfig) -> None:
+    if c.shard is not None and Shard.parse(c.shard) is None:
+        expected = "K/N with whole numbers 0 <= K < N (auto/N is for the command line)"
+        raise _refused("shard", expected, c.shard)
 
 
 def _check_together(c: RunConfig) -> None:

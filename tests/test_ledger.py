@@ -214,7 +214,8 @@ def test_scan_repairs_a_torn_tail_with_a_warning(files: tuple[Path, Path]) -> No
     a = make_item("a")
     torn_result = result_line(make_item("z"), {}, 1, 0.1)[:30]
     torn_dead = dead_line(make_item("y"), rejected(), 1)[:-5]
-    write(results, result_line(a, {}, 1, 0.1), torn_result)
+    whole = result_line(a, {}, 1, 0.1)
+    write(results, whole, torn_result)
     write(dead, torn_dead)
     assert len(scan_readonly(results, dead).warnings) == 2  # read-only: reported, kept
     state = scan(results, dead)
@@ -223,7 +224,7 @@ def test_scan_repairs_a_torn_tail_with_a_warning(files: tuple[Path, Path]) -> No
     assert f"repaired {results}" in state.warnings[0]
     assert f"{len(torn_result)} bytes" in state.warnings[0]
     assert f"repaired {dead}" in state.warnings[1]
-    assert results.read_bytes() == result_line(a, {}, 1, 0.1)
+    assert results.read_bytes() == whole
     assert dead.read_bytes() == b""
 
 
@@ -262,3 +263,17 @@ def test_read_results_fast_path_agrees_with_a_parse(tmp_path: Path) -> None:
         (4, None, 0, None),
         (5, "é-1".encode(), 12, item.fp.encode()),  # no newline: parsed
     ]
+
+
+def test_a_result_says_when_it_completed_and_is_still_read_without_a_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    item = make_item("a", line=3)
+    raw = result_line(item, {"x": 1}, 2, 0.5)
+    meta = orjson.loads(raw)["batchrunner"]
+    assert list(meta) == ["line", "attempts", "latency_ms", "ts", "fp"]
+    assert meta["ts"].endswith("Z") and len(meta["ts"]) == 20  # UTC, as dead-letter lines
+    before = orjson.loads(raw) | {"batchrunner": {k: v for k, v in meta.items() if k != "ts"}}
+    path = write(tmp_path / "r.jsonl", raw, orjson.dumps(before) + b"\n")
+    monkeypatch.setattr(records, "loads_object", None)  # no parse allowed
+    assert [r[1:] for r in read_results(path)] == [(b"a", 3, item.fp.encode())] * 2

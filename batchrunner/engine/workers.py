@@ -25,6 +25,7 @@ from batchrunner.clients.classify import redacted
 from batchrunner.config import RunConfig
 from batchrunner.engine.accounting import Accounting, Estimate
 from batchrunner.engine.control import RunControl
+from batchrunner.engine.events import Events
 from batchrunner.engine.outcomes import Outcomes
 from batchrunner.engine.retry import RetryPolicy
 from batchrunner.engine.stats import RunStats
@@ -60,6 +61,7 @@ class ItemSender:
         "_client",
         "_control",
         "_endpoint",
+        "_events",
         "_exhausted",
         "_gates",
         "_items",
@@ -89,8 +91,10 @@ class ItemSender:
         rng: random.Random,
         control: RunControl,
         stats: RunStats,
+        events: Events,
     ) -> None:
         self._items, self._window, self._tg = items, window, tg
+        self._events = events
         self._client, self._endpoint, self._api_key = client, endpoint, api_key
         self._gates, self._accounting, self._outcomes = gates, accounting, outcomes
         self._policy, self._rng = policy, rng
@@ -207,6 +211,7 @@ class ItemSender:
                 self._control.halt(stop)
             return False
         self._stats.note_retry(failure)
+        self._events.retry(item.custom_id, attempt, failure, wait)
         self._tg.start_soon(self._attempts, item, seq, estimate, attempt, wait)
         return True
 

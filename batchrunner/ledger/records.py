@@ -53,10 +53,13 @@ def utc_iso(ts: float | None = None) -> str:
 
 
 def result_line(item: Item, body: Any, attempts: int, latency_s: float) -> bytes:
+    """A result line; ``ts`` in its metadata is when it completed (UTC)."""
+    # "line" first and "fp" last: read_results reads both back without a parse.
     meta: dict[str, Any] = {
         "line": item.line,
         "attempts": attempts,
         "latency_ms": round(latency_s * 1000, 1),
+        "ts": utc_iso(),
         "fp": item.fp,
     }
     if item.endpoint is not None:  # the line named it with "url": say where it went
@@ -195,6 +198,13 @@ def read_results(path: Path) -> Iterator[tuple[int, bytes | None, int, bytes | N
                     continue
             if raw.strip():
                 yield n, *_parse_result(raw)
+
+
+def read_result(raw: bytes) -> tuple[str, int] | None:
+    """(custom_id, input line or 0) of one results-file line; ``None`` when it is not a
+    result (a parse: for tools that read a file once, not for the resume scan)."""
+    cid, line, _ = _parse_result(raw)
+    return (cid.decode("utf-8", "surrogatepass"), line) if cid is not None else None
 
 
 def result_id(raw: bytes) -> str | None:
