@@ -8,6 +8,8 @@ adding what needs memory of earlier lines (duplicate ids). Line numbers are phys
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,9 @@ from batchrunner.config import ENDPOINTS
 from batchrunner.input.idset import IdSet
 
 __all__ = ["BadLine", "Done", "Item", "fingerprint", "parse_line", "read_input"]
+
+# Digits in a row that may make an integer past orjson's 64 bits (-2**63 has 19).
+_LONG_RUN = re.compile(rb"\d{19}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +79,7 @@ def _head(raw: bytes, line: int) -> tuple[dict[str, Any], str, bytes] | BadLine 
     if not stripped:
         return None
     try:
-        obj = orjson.loads(stripped)
+        obj = _loads(stripped)
     except orjson.JSONDecodeError as exc:
         return _unparseable(stripped, line, exc)
     if not isinstance(obj, dict):
@@ -112,6 +117,25 @@ def _item(
         text = stripped.decode("utf-8", "replace")
         return BadLine(line, custom_id, text, "invalid_request", f"body cannot be sent: {exc}")
     return Item(custom_id, line, body, obj, fp, stripped)
+
+
+def _loads(text: bytes) -> Any:
+    """``text`` parsed, its numbers as written. orjson reads an integer past 64 bits as a
+    float (2**64 + 1 becomes 1.8446744073709552e19), so a line with 19 digits in a row is
+    read again, keeping such integers as their digits (an ``orjson.Fragment``, which every
+    write of the request puts back as it was)."""
+    obj = orjson.loads(text)
+    if _LONG_RUN.search(text) is None:
+        return obj
+    try:
+        return json.loads(text, parse_int=_exact_int)
+    except RecursionError:  # deeper than the stdlib reads: keep orjson's reading
+        return obj
+
+
+def _exact_int(digits: str) -> int | orjson.Fragment:
+    number = int(digits)
+    return number if -(2**63) <= number < 2**64 else orjson.Fragment(digits.encode())
 
 
 def _unparseable(raw: bytes, line: int, exc: orjson.JSONDecodeError) -> BadLine:
