@@ -19,7 +19,14 @@ from rich.text import Text
 
 from batchrunner.cli.exits import Group
 from batchrunner.config import ENDPOINTS
-from batchrunner.dlq.entries import DeadLetter, RunFiles, find_run, live_entries, select
+from batchrunner.dlq.entries import (
+    DeadLetter,
+    RunFiles,
+    find_run,
+    json_text,
+    live_entries,
+    select,
+)
 from batchrunner.dlq.requeue import Requeue, build_requeue, write_requeue
 from batchrunner.dlq.summary import Summary, summarise
 from batchrunner.errors import DlqError
@@ -149,7 +156,7 @@ def show(
     shown = matching[:limit] if limit else matching
     if as_json:
         for e in shown:
-            click.echo(orjson.dumps(e.record).decode())
+            click.echo(e.text)
         return
     Console().print(_entries_table(shown, len(matching), len(entries)))
 
@@ -260,7 +267,8 @@ def preview(request: Any, width: int = _PREVIEW) -> str:
     """A short view of a request: its last user message, prompt or input, or its text."""
     text = _request_text(request)
     if text is None:
-        text = request if isinstance(request, str) else orjson.dumps(request).decode()
+        text = request if isinstance(request, str) else json_text(request)
+        text = "(nested too deeply to show)" if text is None else text
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 

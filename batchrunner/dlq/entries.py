@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from batchrunner.config import manifest_path
 from batchrunner.errors import DlqError, DlqWriteError, LedgerError
 from batchrunner.ledger.manifest import read_manifest
@@ -26,6 +28,7 @@ __all__ = [
     "DlqWriteError",
     "RunFiles",
     "find_run",
+    "json_text",
     "live_entries",
     "select",
 ]
@@ -45,6 +48,9 @@ class DeadLetter:
     request: Any
     kind: str
     record: dict[str, Any] = field(repr=False, compare=False)
+    #: The line as written (without its newline): what ``dlq show --json`` prints, since a
+    #: line another tool wrote may hold more nesting than orjson writes back.
+    text: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +133,7 @@ def live_entries(
             obj = loads_object(raw)
             fields = read_dead(obj) if obj is not None else None
             if obj is not None and fields is not None and state.in_force(offset, fields):
-                live.append(_entry(obj, fields))
+                live.append(_entry(obj, fields, raw))
     except OSError as exc:
         raise DlqError(
             f"cannot read {exc.filename or dead_letter}: {exc.strerror or exc}"
@@ -135,7 +141,7 @@ def live_entries(
     return sorted(live, key=_order)
 
 
-def _entry(obj: dict[str, Any], fields: DeadFields) -> DeadLetter:
+def _entry(obj: dict[str, Any], fields: DeadFields, raw: bytes) -> DeadLetter:
     error = _dict(obj.get("error"))
     attempts, ts = obj.get("attempts", 0), obj.get("ts")
     return DeadLetter(
@@ -149,7 +155,17 @@ def _entry(obj: dict[str, Any], fields: DeadFields) -> DeadLetter:
         request=obj.get("request"),
         kind=fields.kind,
         record=obj,
+        text=raw.decode("utf-8").strip(),  # it parsed, so it is UTF-8
     )
+
+
+def json_text(value: Any) -> str | None:
+    """``value`` as compact JSON; ``None`` when it is nested deeper than orjson writes
+    (254 levels), as a line another tool wrote may be."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _dict(value: Any) -> dict[str, Any]:
