@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 from batchrunner.errors import ConfigError
 
@@ -330,6 +331,7 @@ class RunConfig:
         _check_ranges(self)
         _check_shard(self)
         _check_together(self)
+        _check_secrets(self)
 
     @property
     def manifest_path(self) -> Path:
@@ -408,6 +410,23 @@ def _check_together(c: RunConfig) -> None:
         raise _refused("dead_letter_path", "a file other than output_path")
     if c.input_path in (c.output_path, c.dead_letter_path):
         raise _refused("input_path", "a file other than output_path and dead_letter_path")
+
+
+def _check_secrets(c: RunConfig) -> None:
+    """The key goes in one header and nowhere else, so it must be a header's plain text;
+    and a URL is written to the manifest, so it must not carry credentials. Neither
+    message shows the value: it may be (or hold) a secret."""
+    if c.api_key is not None and not all(33 <= ord(ch) <= 126 for ch in c.api_key):
+        expected = "printable ASCII without spaces or line breaks (check MISTRAL_API_KEY)"
+        raise _refused("api_key", expected)
+    try:
+        url = urlsplit(c.server_url)
+        credentials = url.username is not None or url.password is not None
+    except ValueError:
+        raise _refused("server_url", "a valid http(s) URL") from None
+    if credentials:
+        expected = "a URL without a user name or password (the key goes in MISTRAL_API_KEY)"
+        raise _refused("server_url", expected)
 
 
 def manifest_path(results: Path) -> Path:

@@ -26,6 +26,7 @@ from batchrunner.dlq.entries import (
     LiveEntries,
     RunFiles,
     find_run,
+    json_text,
     live_entries,
     select,
 )
@@ -171,7 +172,7 @@ def show(
         if limit is not None and matching > limit:
             continue  # counted for the title, not shown
         if as_json:
-            click.echo(orjson.dumps(e.record).decode())
+            click.echo(e.text)
         else:
             shown.append(e)
     if not matching:
@@ -307,7 +308,8 @@ def preview(request: Any, width: int = _PREVIEW) -> str:
     """A short view of a request: its last user message, prompt or input, or its text."""
     text = _request_text(request)
     if text is None:
-        text = request if isinstance(request, str) else orjson.dumps(request).decode()
+        text = request if isinstance(request, str) else json_text(request)
+        text = "(nested too deeply to show)" if text is None else text
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from batchrunner.config import manifest_path
 from batchrunner.errors import DlqError, DlqWriteError, LedgerError
 from batchrunner.ledger.manifest import read_manifest
@@ -32,6 +34,7 @@ __all__ = [
     "LiveEntries",
     "RunFiles",
     "find_run",
+    "json_text",
     "live_entries",
     "select",
 ]
@@ -51,6 +54,9 @@ class DeadLetter:
     request: Any
     kind: str
     record: dict[str, Any] = field(repr=False, compare=False)
+    #: The line as written (without its newline): what ``dlq show --json`` prints, since a
+    #: line another tool wrote may hold more nesting than orjson writes back.
+    text: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +206,7 @@ class LiveEntries:
 
     def _live(self, offset: int, raw: bytes) -> DeadLetter | None:
         found = self._in_force(offset, raw)
-        return _entry(*found) if found is not None else None
+        return _entry(*found, raw) if found is not None else None
 
     def _in_force(self, offset: int, raw: bytes) -> tuple[dict[str, Any], DeadFields] | None:
         obj = loads_object(raw)
@@ -210,7 +216,7 @@ class LiveEntries:
         return obj, fields
 
 
-def _entry(obj: dict[str, Any], fields: DeadFields) -> DeadLetter:
+def _entry(obj: dict[str, Any], fields: DeadFields, raw: bytes) -> DeadLetter:
     error = _dict(obj.get("error"))
     attempts, ts = obj.get("attempts", 0), obj.get("ts")
     return DeadLetter(
@@ -224,7 +230,17 @@ def _entry(obj: dict[str, Any], fields: DeadFields) -> DeadLetter:
         request=obj.get("request"),
         kind=fields.kind,
         record=obj,
+        text=raw.decode("utf-8").strip(),  # it parsed, so it is UTF-8
     )
+
+
+def json_text(value: Any) -> str | None:
+    """``value`` as compact JSON; ``None`` when it is nested deeper than orjson writes
+    (254 levels), as a line another tool wrote may be."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _dict(value: Any) -> dict[str, Any]:

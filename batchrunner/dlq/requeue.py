@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from batchrunner.config import ENDPOINTS
-from batchrunner.dlq.entries import DeadLetter, DlqError, DlqWriteError
+from batchrunner.dlq.entries import DeadLetter, DlqError, DlqWriteError, json_text
 from batchrunner.input.idset import IdSet
 from batchrunner.input.lines import BadLine, parse_line
 
@@ -64,7 +64,10 @@ def _requeue_line(
     if not isinstance(e.request, dict):
         return e.type, "the line is not a JSON object"
     # The same function as `batchrunner run`, so the body is what run would have sent.
-    parsed = parse_line(orjson.dumps(e.request), e.line or 0, endpoint, model)
+    text = json_text(e.request)
+    if text is None:
+        return "invalid_request", "the request is nested deeper than a request can be sent"
+    parsed = parse_line(text.encode(), e.line or 0, endpoint, model)
     if isinstance(parsed, BadLine):
         return parsed.type, parsed.message
     if parsed is None:  # cannot happen: a serialised object is never a blank line

@@ -55,11 +55,12 @@ class Outcomes:
 
     def succeeded(self, item: Item, reply: Success, attempts: int, latency: float) -> bytes:
         """Count a success; returns its line, which :meth:`finished` writes."""
+        line = result_line(item, reply.body, attempts, latency, reply.raw)  # first: may raise
         stats = self._stats
         stats.ok += 1
         stats.prompt_tokens += reply.prompt_tokens
         stats.completion_tokens += reply.completion_tokens
-        return result_line(item, reply.body, attempts, latency)
+        return line
 
     def failed(self, item: Item, failure: Failure, attempts: int) -> Stop | None:
         """A final failure: dead-letter it, or park it (breaker), or say to stop (quota)."""

@@ -8,6 +8,8 @@ adding what needs memory of earlier lines (duplicate ids). Line numbers are phys
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,9 @@ DUPLICATE = -1
 #: ``claim(custom_id)``: :data:`NEW`, :data:`DUPLICATE`, or a positive number that stands for
 #: what an earlier run made of the id (the caller's own handle, given back on the :class:`Done`).
 Claim = Callable[[str], int]
+
+# Digits in a row that may make an integer past orjson's 64 bits (-2**63 has 19).
+_LONG_RUN = re.compile(rb"\d{19}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +131,7 @@ def _head(
     if not stripped:
         return None
     try:
-        obj = orjson.loads(stripped)
+        obj = _loads(stripped)
     except orjson.JSONDecodeError as exc:
         return _unparseable(stripped, line, exc)
     if not isinstance(obj, dict):
@@ -188,6 +193,25 @@ def _route(obj: dict[str, Any], endpoint: str) -> tuple[bool, str] | str:
         served = ", ".join(ENDPOINTS)
         return f"'url' {url!r} is not an endpoint batchrunner sends to ({served})"
     return True, url
+
+
+def _loads(text: bytes) -> Any:
+    """``text`` parsed, its numbers as written. orjson reads an integer past 64 bits as a
+    float (2**64 + 1 becomes 1.8446744073709552e19), so a line with 19 digits in a row is
+    read again, keeping such integers as their digits (an ``orjson.Fragment``, which every
+    write of the request puts back as it was)."""
+    obj = orjson.loads(text)
+    if _LONG_RUN.search(text) is None:
+        return obj
+    try:
+        return json.loads(text, parse_int=_exact_int)
+    except RecursionError:  # deeper than the stdlib reads: keep orjson's reading
+        return obj
+
+
+def _exact_int(digits: str) -> int | orjson.Fragment:
+    number = int(digits)
+    return number if -(2**63) <= number < 2**64 else orjson.Fragment(digits.encode())
 
 
 def _unparseable(raw: bytes, line: int, exc: orjson.JSONDecodeError) -> BadLine:

@@ -52,8 +52,10 @@ def utc_iso(ts: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def result_line(item: Item, body: Any, attempts: int, latency_s: float) -> bytes:
-    """A result line; ``ts`` in its metadata is when it completed (UTC)."""
+def result_line(item: Item, body: Any, attempts: int, latency_s: float, raw: bytes = b"") -> bytes:
+    """A result line; ``ts`` in its metadata is when it completed (UTC). The body is ``raw``
+    as it is when given (JSON on one line, as the server sent it: nothing to re-serialize,
+    so nothing it holds can fail the write or be changed by it), else ``body`` serialized."""
     # "line" first and "fp" last: read_results reads both back without a parse.
     meta: dict[str, Any] = {
         "line": item.line,
@@ -66,7 +68,7 @@ def result_line(item: Item, body: Any, attempts: int, latency_s: float) -> bytes
         meta["url"] = item.endpoint
     record = {
         "custom_id": item.custom_id,
-        "response": {"status_code": 200, "body": body},
+        "response": {"status_code": 200, "body": orjson.Fragment(raw) if raw else body},
         "error": None,
         "batchrunner": meta,
     }
