@@ -24,7 +24,9 @@ pytestmark = pytest.mark.e2e
 MODEL = "mistral-small-latest"
 CHAT_PATH = "/v1/chat/completions"
 CLIENTS = pytest.mark.parametrize("client", ["http", "sdk"])
-FAST = ("--backoff-base", "0.01", "--backoff-max", "0.05", "--timeout", "1")
+# A 2 s timeout: the SDK spends ~10 ms of CPU a call, so on a loaded 2-core machine a
+# 1 s timeout fired on healthy answers; the mock's timeout fault still hangs longer (3 s).
+FAST = ("--backoff-base", "0.01", "--backoff-max", "0.05", "--timeout", "2")
 RESULT_KEYS = ["custom_id", "response", "error", "batchrunner"]
 #: ts (issue 12): when the result completed, UTC, as a dead-letter line's ts.
 META_KEYS = {"ts", "line", "attempts", "latency_ms", "fp"}
