@@ -79,6 +79,7 @@ class Engine:
             return
         with self._control.waiting():  # a stop cuts the opening (and its preflight) short
             self._opened = await open_run(self.config)
+            await self._accounting.count_earlier(self.config.output_path, self.config.model)
         if self._opened is not None:
             self.stats.total_lines = self._opened.total_lines
             self.stats.warnings.extend(self._opened.warnings)
@@ -102,7 +103,7 @@ class Engine:
                 await self._pump(self._opened, client)
         finally:
             stats.finished = time.monotonic()
-            stats.cost = self._accounting.spent()
+            self._accounting.publish(stats)
             stats.stop_reason, stats.stop_message = control.reason, control.message
             if (warning := self._accounting.unpriced_warning()) is not None:
                 stats.warnings.append(warning)

@@ -24,7 +24,7 @@ from batchrunner.clients import Client
 from batchrunner.clients.classify import redacted
 from batchrunner.config import RunConfig
 from batchrunner.engine.accounting import Accounting, Estimate
-from batchrunner.engine.control import RunControl
+from batchrunner.engine.control import RunControl, Stop
 from batchrunner.engine.outcomes import Outcomes
 from batchrunner.engine.retry import RetryPolicy
 from batchrunner.engine.stats import RunStats
@@ -113,7 +113,7 @@ class ItemSender:
                 if item is None:
                     return
                 seq = self._outcomes.take_seq()
-                estimate = self._admitted(item, seq)
+                estimate = await self._admitted(item, seq)
                 if estimate is not None:
                     await self._attempts(item, seq, estimate, 0, None)
         finally:
@@ -145,16 +145,19 @@ class ItemSender:
                 return None
             await anyio.lowlevel.checkpoint()  # lines that need no sending: let others run
 
-    def _admitted(self, item: Item, seq: int) -> Estimate | None:
+    async def _admitted(self, item: Item, seq: int) -> Estimate | None:
         """The item's estimate if it may be sent; else it is dead-lettered (too large) or
-        left pending (the budget is reached, which stops the run)."""
-        decision = self._accounting.admit(item)
+        left pending (the budget is reached, which stops the run; or a stop came while it
+        waited for the budget)."""
+        decision: Estimate | Failure | Stop | None = None
+        with self._control.waiting():
+            decision = await self._accounting.admit(item)
         if isinstance(decision, tuple):
             return decision
         try:
             if isinstance(decision, Failure):
                 self._outcomes.refused(item, decision)
-            else:
+            elif decision is not None:
                 self._control.halt(decision)
         except OutputWriteError as exc:
             self._control.fail(exc)

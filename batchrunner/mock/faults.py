@@ -2,7 +2,9 @@
 
 A fault is a string: an HTTP status ("429", "500", ...) or one of ``timeout``
 (hold ``hang_s``, then answer normally), ``reset`` (drop the connection without
-a response), ``garbage`` (200 whose body is not JSON), and, for scripts only,
+a response), ``garbage`` (200 whose body is not JSON), ``capacity`` (a 429 whose
+body says the server is out of capacity, not that the client is too fast), and, for
+scripts only,
 ``slow`` (wait 0.3 s, then answer normally) and ``quota`` (429 "monthly quota
 exceeded" without Retry-After).
 
