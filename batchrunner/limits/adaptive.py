@@ -141,7 +141,7 @@ class Adaptive:
         self._probe = _MIN_PROBE  # rate step per second near a limit; set by each cut
         self._seen_since_cut = self._refused_since_cut = 0  # answers to requests sent since
         self._trial: Trial | None = None
-        # The rate before a run of shallow cuts (a list: None is a rate, unpaced): where a
+        # The rate before a run of cuts judged unclear (a list: None is a rate, unpaced): where a
         # futile cut after them goes back to.
         self._undo: list[float | None] = []
         self._floor = NoiseFloor()
@@ -189,8 +189,8 @@ class Adaptive:
 
     def _refused(self, now: float) -> None:
         if self._trial is not None or now - self._last_cut < max(_SPAN, self.latency):
-            # The same burst, or a cut not yet judged: cut again only if nearly all answers
-            # to requests sent since the cut are still 429s (the limit is far lower).
+            # The same burst, or a cut not yet judged: cut again only if most answers to
+            # requests sent since the cut are still 429s (the limit is far lower).
             if self._still_refused():
                 self._last_signal = now
                 self._urgent_cut(now)
