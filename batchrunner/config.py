@@ -13,6 +13,7 @@ import math
 import os
 import re
 import types
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -24,6 +25,7 @@ from batchrunner.errors import ConfigError
 __all__ = [
     "DEFAULT_SERVER_URL",
     "ENDPOINTS",
+    "MAX_CONCURRENCY",
     "MAX_POOL",
     "RUN_SETTINGS",
     "ClientKind",
@@ -52,6 +54,10 @@ ENDPOINTS: dict[str, str] = {
 #: pool and the HTTP client's connection limit. Higher buys nothing against one API host
 #: but sockets and memory; a user who needs more sets ``concurrency``.
 MAX_POOL = 1024
+#: The most ``concurrency`` may ask for. Each request in flight costs a worker, a socket and
+#: read-ahead room; no API host serves more from one client, and a million would take
+#: minutes and gigabytes to set up before the first request (issue 9).
+MAX_CONCURRENCY = 4096
 
 ClientKind = Literal["http", "sdk"]
 
@@ -242,7 +248,10 @@ class RunConfig:
     #: None sizes the pool from the rate and the latency.
     concurrency: int | None = field(
         default=None,
-        metadata=option("Requests in flight at most.", unset=f"adaptive, up to {MAX_POOL}"),
+        metadata=option(
+            f"Requests in flight at most (1 to {MAX_CONCURRENCY:,}).",
+            unset=f"adaptive, up to {MAX_POOL}",
+        ),
     )
     max_attempts: int = field(default=8, metadata=option("Attempts per item, first included."))
     timeout: float = field(default=120.0, metadata=option("Seconds per request."))
@@ -330,8 +339,9 @@ class RunConfig:
                 raise _refused(s.name, "one of " + ", ".join(s.choices), value)
         _check_ranges(self)
         _check_shard(self)
+        _check_secrets(self)  # first: the checks after it may show the URL
+        _check_url(self)
         _check_together(self)
-        _check_secrets(self)
 
     @property
     def manifest_path(self) -> Path:
@@ -386,12 +396,16 @@ def _check_ranges(c: RunConfig) -> None:
         value = getattr(c, name)
         if value is not None and value < low:
             raise _refused(name, f"at least {low}", value)
+    if c.concurrency is not None and c.concurrency > MAX_CONCURRENCY:
+        raise _refused("concurrency", f"at most {MAX_CONCURRENCY}", c.concurrency)
     if not c.backoff_base >= 0:
         raise _refused("backoff_base", "at least 0", c.backoff_base)
-    # inf is a meaningful timeout (wait for ever), but not a meaningful rate cap.
-    if c.rps is not None and not (c.rps > 0 and math.isfinite(c.rps)):
-        raise _refused("rps", "a positive number", c.rps)
-    for name in ("timeout", "backoff_max", "max_retry_after", "drain_timeout", "max_cost"):
+    # inf is no rate cap, and neither HTTP stack takes an endless timeout: both are finite.
+    for name in ("rps", "timeout"):
+        value = getattr(c, name)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise _refused(name, "a positive number", value)
+    for name in ("backoff_max", "max_retry_after", "drain_timeout", "max_cost"):
         value = getattr(c, name)
         if value is not None and not value > 0:
             raise _refused(name, "a positive number", value)
@@ -401,6 +415,19 @@ def _check_shard(c: RunConfig) -> None:
     if c.shard is not None and Shard.parse(c.shard) is None:
         expected = "K/N with whole numbers 0 <= K < N (auto/N is for the command line)"
         raise _refused("shard", expected, c.shard)
+
+
+def _check_url(c: RunConfig) -> None:
+    """A server URL the HTTP stacks can use: checked here, not met as a traceback later."""
+    try:
+        url = urllib.parse.urlsplit(c.server_url)
+        port_ok = url.port is None or url.port > 0
+    except ValueError:  # a port out of range, a bracket left open
+        url, port_ok = None, False
+    if url is None or url.scheme not in ("http", "https") or not url.hostname or not port_ok:
+        # Shown only when it cannot hold a secret (a user name, a password): see above.
+        shown = c.server_url if "@" not in c.server_url else _NOT_SHOWN
+        raise _refused("server_url", "an http:// or https:// URL with a host", shown)
 
 
 def _check_together(c: RunConfig) -> None:

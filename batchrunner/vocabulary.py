@@ -8,13 +8,19 @@ What a failure leads to is decided here and nowhere else (:data:`ACTIONS`):
 ======================  =============================================================
 action                  failure types
 ======================  =============================================================
-``retry``               rate_limited, server_error, timeout, connection_error,
-                        invalid_response: back off and try again, up to the attempts
+``retry``               rate_limited, capacity_exceeded, server_error, timeout,
+                        connection_error, invalid_response: back off and try again,
+                        up to the attempts
 ``hold``                unauthorized, forbidden, not_found, invalid_model: parked by
                         the circuit breaker; a streak of one cause stops the run
 ``pause``               quota_exceeded: the run stops, the item stays pending
 ``dead_letter``         everything else: written to the dead-letter file at once
 ======================  =============================================================
+
+Both ``rate_limited`` and ``capacity_exceeded`` are 429s. The first says the client is too
+fast (slow down); the second that the server's side is full (Mistral's
+``service_tier_capacity_exceeded``, ``backend_out_of_capacity``): sending slower would not
+help, so only ``rate_limited`` moves the adaptive rate.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ __all__ = [
 FailureType = Literal[
     # the server's answer or the transport
     "rate_limited",
+    "capacity_exceeded",
     "server_error",
     "timeout",
     "connection_error",
@@ -78,6 +85,7 @@ StopReason = Literal["interrupted", "fatal", "quota", "budget", "write_error"]
 
 ACTIONS: Final[dict[FailureType, Action]] = {
     "rate_limited": "retry",
+    "capacity_exceeded": "retry",
     "server_error": "retry",
     "timeout": "retry",
     "connection_error": "retry",

@@ -10,6 +10,7 @@ import anyio
 
 from batchrunner.config import RunConfig
 from batchrunner.engine.preflight import check_server, first_item
+from batchrunner.errors import OutputWriteError
 from batchrunner.input.scan import scan_input
 from batchrunner.ledger.manifest import (
     check_manifest,
@@ -49,9 +50,12 @@ async def open_run(cfg: RunConfig) -> Opened:
     if change in ("grown", "edited"):
         warnings.append(f"{cfg.input_path} was {change} since the last run")
     check_bodies = change == "edited"
-    ledger = await anyio.to_thread.run_sync(
-        Ledger, cfg.output_path, cfg.dead_letter_path, check_bodies
-    )
+    try:
+        ledger = await anyio.to_thread.run_sync(
+            Ledger, cfg.output_path, cfg.dead_letter_path, check_bodies
+        )
+    except OSError as exc:  # read-only, a directory, ...: one line, not a traceback
+        raise OutputWriteError(str(exc.filename or cfg.output_path), exc) from None
     warnings.extend(ledger.state.warnings)
     try:
         write_manifest(cfg, scan, _started_at(old))

@@ -82,9 +82,13 @@ class Engine:
 
     async def open(self) -> None:
         """Check and open the files (``run`` does it if you don't): errors surface here,
-        before anything is sent."""
-        if self._opened is None:
+        before anything is sent. A stop meanwhile cuts it short, opening nothing."""
+        if self._opened is not None:
+            return
+        with self._control.waiting():  # a stop cuts the opening (and its preflight) short
             self._opened = await open_run(self.config)
+            await self._accounting.count_earlier(self.config.output_path, self.config.model)
+        if self._opened is not None:
             self.stats.total_lines = self._opened.total_lines
             self.stats.warnings.extend(self._opened.warnings)
 
@@ -93,18 +97,22 @@ class Engine:
         :class:`OutputWriteError` when an outcome cannot be written, the others when the
         files cannot be used."""
         await self.open()
-        assert self._opened is not None
         cfg, stats, control = self.config, self.stats, self._control
+        if self._opened is None:  # stopped while opening: nothing was opened or sent
+            stats.finished, stats.stop_reason = time.monotonic(), control.reason
+            return stats
         client = self._client or make_client(
             cfg.client, cfg.server_url, cfg.api_key, cfg.timeout, cfg.concurrency or MAX_POOL
         )
         self._events.run_start(cfg, stats.total_lines)
         try:
-            await client.warm_up()
-            await self._pump(self._opened, client)
+            with control.waiting():  # a stop cuts the warm-up short, too
+                await client.warm_up()
+            if not control.stopping:
+                await self._pump(self._opened, client)
         finally:
             stats.finished = time.monotonic()
-            stats.cost = self._accounting.spent()
+            self._accounting.publish(stats)
             stats.stop_reason, stats.stop_message = control.reason, control.message
             if (warning := self._accounting.unpriced_warning()) is not None:
                 stats.warnings.append(warning)
