@@ -10,6 +10,7 @@ shown by ``--help`` and the type checks below all come from there.
 from __future__ import annotations
 
 import math
+import os
 import types
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -28,10 +29,14 @@ __all__ = [
     "Option",
     "RunConfig",
     "Setting",
+    "dead_letter_beside",
     "default_paths",
+    "lock_path",
     "manifest_path",
     "option",
+    "same_file",
     "settings_of",
+    "torn_path",
     "type_problem",
 ]
 
@@ -152,13 +157,23 @@ def type_problem(kind: Kind, value: object) -> str | None:
     return None if ok else expected
 
 
-def default_paths(input_path: Path) -> tuple[Path, Path]:
-    """The results and dead-letter paths used when none are given: beside the input."""
-    stem = input_path.name.removesuffix(".jsonl")
-    return (
-        input_path.with_name(f"{stem}.results.jsonl"),
-        input_path.with_name(f"{stem}.dead.jsonl"),
+def default_paths(input_path: Path, output_path: Path | None = None) -> tuple[Path, Path]:
+    """The results and dead-letter paths used when none are given: the results beside the
+    input, the dead letters beside the results (a run's files belong together)."""
+    results = output_path or input_path.with_name(
+        input_path.name.removesuffix(".jsonl") + ".results.jsonl"
     )
+    return results, dead_letter_beside(results)
+
+
+def dead_letter_beside(results: Path) -> Path:
+    """``<results stem>.dead.jsonl`` beside ``results``, the stem without ``.results.jsonl``
+    or ``.jsonl``: ``in.results.jsonl`` -> ``in.dead.jsonl``, ``B/res.jsonl`` ->
+    ``B/res.dead.jsonl``."""
+    name = results.name
+    stem = name.removesuffix(".results.jsonl")
+    stem = stem.removesuffix(".jsonl") if stem == name else stem
+    return results.with_name(f"{stem}.dead.jsonl")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,7 +194,9 @@ class RunConfig:
     )
     dead_letter_path: Path = field(
         metadata=option(
-            "Dead-letter JSONL.", key="dead_letter", unset="<stem>.dead.jsonl beside INPUT"
+            "Dead-letter JSONL.",
+            key="dead_letter",
+            unset="<output stem>.dead.jsonl beside --output, or the one the run already uses",
         )
     )
     endpoint: str = field(
@@ -275,6 +292,33 @@ class RunConfig:
         """The small run manifest kept beside the results file."""
         return manifest_path(self.output_path)
 
+    def files(self) -> list[tuple[str, Path]]:
+        """Every file a run reads or writes, each with what it is: a setting's name, or
+        whose companion it is (``output_path's manifest``)."""
+        out, dead = self.output_path, self.dead_letter_path
+        return [
+            *self._named_files(),
+            ("output_path's manifest", manifest_path(out)),
+            ("output_path's lock", lock_path(out)),
+            ("dead_letter_path's lock", lock_path(dead)),
+            ("output_path's torn-tail copy", torn_path(out)),
+            ("dead_letter_path's torn-tail copy", torn_path(dead)),
+        ]
+
+    def check_apart(self, setting: str, path: Path) -> None:
+        """Refuse ``path`` as ``setting`` (a file the config does not hold, such as the
+        summary) when it is one of the run's :meth:`files`, however it is spelled."""
+        for other, other_path in self.files():
+            if same_file(path, other_path):
+                raise _same_file(setting, path, other, other_path)
+
+    def _named_files(self) -> list[tuple[str, Path]]:
+        return [
+            ("input_path", self.input_path),
+            ("output_path", self.output_path),
+            ("dead_letter_path", self.dead_letter_path),
+        ]
+
 
 #: RunConfig's options, in field order.
 RUN_SETTINGS = settings_of(RunConfig)
@@ -311,12 +355,46 @@ def _check_ranges(c: RunConfig) -> None:
 def _check_together(c: RunConfig) -> None:
     if c.retry_statuses and not c.retry_dead:
         raise _refused("retry_statuses", "given with retry_dead (it selects what is sent again)")
-    if c.output_path == c.dead_letter_path:
-        raise _refused("dead_letter_path", "a file other than output_path")
-    if c.input_path in (c.output_path, c.dead_letter_path):
-        raise _refused("input_path", "a file other than output_path and dead_letter_path")
+    _check_files(c)
+
+
+def _check_files(c: RunConfig) -> None:
+    """The run's files are different files, whatever their spelling: a dead-letter file
+    that is the input feeds itself for ever, results that are the input are read as done."""
+    named = c._named_files()
+    companions = c.files()[len(named) :]
+    for i, (setting, path) in enumerate(named):
+        for other, other_path in named[:i] + companions:
+            if same_file(path, other_path):
+                raise _same_file(setting, path, other, other_path)
+
+
+def _same_file(setting: str, path: Path, other: str, other_path: Path) -> ConfigError:
+    expected = f"a file other than {other}"
+    both = f"{path} and {other_path} are the same file"
+    message = f"{setting} must be {expected} ({path if path == other_path else both})"
+    return ConfigError(message, setting=setting, expected=expected, found=str(path))
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: by identity when both exist (another
+    spelling, a symlink, a hard link), else by their paths with every symlink resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def manifest_path(results: Path) -> Path:
     """The small run manifest kept beside a results file."""
     return results.with_name(results.name + ".manifest.json")
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file a run holds beside each file it writes (one writer at a time)."""
+    return path.with_name(path.name + ".lock")
+
+
+def torn_path(path: Path) -> Path:
+    """Where the bytes of a torn last line cut off ``path`` are kept."""
+    return path.with_name(path.name + ".torn")

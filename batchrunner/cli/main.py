@@ -26,6 +26,7 @@ from batchrunner.cli.signals import run_with_signals
 from batchrunner.config import RunConfig, default_paths
 from batchrunner.engine.stats import RunStats
 from batchrunner.errors import ConfigError, WriteError
+from batchrunner.ledger.manifest import recorded_dead_letter
 from batchrunner.ledger.status import run_status
 from batchrunner.mock.cli import mock_server
 from batchrunner.mock.process import running_mock
@@ -89,14 +90,16 @@ def _config(settings: dict[str, Any]) -> RunConfig:
     input_path: Path = settings["input_path"]
     if not input_path.is_file():
         raise ConfigError(f"input file {input_path} does not exist", path=input_path)
-    out, dead = default_paths(input_path)
+    out, dead = default_paths(input_path, settings.get("output_path"))
     settings.setdefault("output_path", out)
-    settings.setdefault("dead_letter_path", dead)
+    settings.setdefault("dead_letter_path", recorded_dead_letter(out) or dead)
     return RunConfig(**settings)
 
 
 def _run(settings: dict[str, Any], own: CliOnly) -> tuple[RunStats, RunConfig]:
     config = _config(settings)
+    if own.summary_json is not None:
+        config.check_apart("summary_json", own.summary_json)
     # A file size limit must fail the write (EFBIG), not kill the process mid-line.
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

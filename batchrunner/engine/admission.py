@@ -1,6 +1,7 @@
 """Which input lines still need sending: the done ones are skipped, the bad ones written to
-the dead-letter file as they come, and with ``--retry-dead`` the selected dead ids let
-through again. What is done or dead is the ledger's decision (:class:`LedgerState`)."""
+the dead-letter file as they come; dead ids that failed for no fault of their own
+(``TRANSIENT``), and with ``--retry-dead`` the selected ones, let through again. What is
+done or dead is the ledger's decision (:class:`LedgerState`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from batchrunner.engine.stats import RunStats
 from batchrunner.input.lines import BadLine, Item, read_input
 from batchrunner.ledger.records import input_dead_line
 from batchrunner.ledger.state import Decision, LedgerState
-from batchrunner.vocabulary import failure_key
+from batchrunner.vocabulary import TRANSIENT, failure_key
 
 __all__ = ["admit"]
 
@@ -31,6 +32,7 @@ def admit(
     ``check_bodies`` compares each done id's request with what was sent (an edited input);
     otherwise a done line is skipped after one JSON parse.
     """
+    state.send_again(TRANSIENT)
     if config.retry_dead:
         state.retry_dead(config.retry_statuses)
     not_sent = 0

@@ -73,8 +73,8 @@ class Engine:
         self._control.abort(reason)
 
     async def open(self) -> None:
-        """Check and open the files (``run`` does it if you don't): errors surface here,
-        before anything is sent."""
+        """Check, lock and open the files (``run`` does it if you don't): errors surface
+        here, before anything is sent. The files stay locked until ``run`` ends."""
         if self._opened is None:
             self._opened = await open_run(self.config)
             self.stats.total_lines = self._opened.total_lines
@@ -90,24 +90,31 @@ class Engine:
         client = self._client or make_client(
             cfg.client, cfg.server_url, cfg.api_key, cfg.timeout, cfg.concurrency or MAX_POOL
         )
+        settled = False
         try:
             await client.warm_up()
-            await self._pump(self._opened, client)
+            settled = await self._pump(self._opened, client)
         finally:
             stats.finished = time.monotonic()
             stats.cost = self._accounting.spent()
             stats.stop_reason, stats.stop_message = control.reason, control.message
             if (warning := self._accounting.unpriced_warning()) is not None:
                 stats.warnings.append(warning)
-            if self._client is None:
-                with anyio.CancelScope(shield=True):
-                    await client.aclose()
-            self._opened.ledger.close()
+            with anyio.CancelScope(shield=True):
+                try:
+                    if self._client is None:
+                        await client.aclose()
+                finally:
+                    settled = settled and control.error is None
+                    closing = await anyio.to_thread.run_sync(self._opened.close, settled)
+                    stats.warnings.extend(closing)
         if control.error is not None:
             raise control.error
         return stats
 
-    async def _pump(self, opened: Opened, client: Client) -> None:
+    async def _pump(self, opened: Opened, client: Client) -> bool:
+        """Send until the input is done or the run stops; whether it settled (completed,
+        or stopped with every request in flight finished) rather than being aborted."""
         cfg, stats, control = self.config, self.stats, self._control
         gates = Gates.build(cfg.rps, cfg.concurrency, cfg.tpm)  # in the loop: it binds to it
         window = anyio.Semaphore(read_ahead(cfg))
@@ -130,8 +137,10 @@ class Engine:
                     )  # fmt: skip
                     sender.grow(gates.pool)
                     outer.start_soon(tick, gates, sender, self._accounting, stats)
+            settled = not items_scope.cancel_called
             try:
-                outcomes.close(completed=not items_scope.cancel_called)
+                outcomes.close(completed=settled)
             except OutputWriteError as exc:
                 control.fail(exc)
             outer.cancel_scope.cancel()
+        return settled

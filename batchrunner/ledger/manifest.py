@@ -1,8 +1,8 @@
 """The run manifest: what a set of output files was produced from.
 
 Kept beside the results as ``<results>.manifest.json``. Resuming onto files made from a
-different input file or endpoint is refused; the same input whose content changed is
-allowed (appending lines is common) and reported.
+different input file, endpoint, model or dead-letter file is refused; the same input whose
+content changed is allowed (appending lines is common) and reported.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import orjson
 
-from batchrunner.config import RunConfig, manifest_path
+from batchrunner.config import RunConfig, manifest_path, same_file
 from batchrunner.errors import LedgerError, OutputWriteError
 from batchrunner.input.scan import InputScan
 from batchrunner.ledger.records import utc_iso
@@ -25,6 +25,7 @@ __all__ = [
     "move_aside",
     "previous_input_size",
     "read_manifest",
+    "recorded_dead_letter",
     "write_manifest",
 ]
 
@@ -72,22 +73,24 @@ def previous_input_size(config: RunConfig) -> int | None:
     return size if isinstance(size, int) else None
 
 
+def recorded_dead_letter(results: Path) -> Path | None:
+    """The dead-letter file the run writing ``results`` uses, if a manifest names one: a
+    run resumed without ``--dead-letter`` keeps it, wherever today's default would be."""
+    old = read_manifest(manifest_path(results))
+    dead = old.get("dead_letter") if old else None
+    return Path(dead) if isinstance(dead, str) else None
+
+
 def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dict[str, Any] | None]:
-    """Refuse files that belong to another run, or to an input edited since (unless allowed).
+    """Refuse files that belong to another run (another input, endpoint, model or
+    dead-letter file), or to an input edited since (unless allowed).
 
     Returns how the input changed since the files were written, and the old manifest.
     """
     old = read_manifest(manifest_path(config.output_path))
     if old is None:
         return "new", None
-    new = _describe(config, scan)
-    for key, what in (("input", "input file"), ("endpoint", "endpoint")):
-        if old.get(key) != new[key]:
-            raise LedgerError(
-                f"{config.output_path} was produced from {what} {old.get(key)} and this run "
-                f"uses {new[key]}; pass --restart to start over (old files are kept) "
-                "or choose another -o/--dead-letter"
-            )
+    _check_same_run(config, old)
     old_fp = old.get("input_fingerprint")
     if old_fp == scan.fingerprint:
         return "same", old
@@ -102,10 +105,36 @@ def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dic
     return "edited", old
 
 
-def write_manifest(config: RunConfig, scan: InputScan, started_at: str | None) -> None:
-    """Record what the files are produced from; ``started_at`` survives resumes."""
+def _check_same_run(config: RunConfig, old: dict[str, Any]) -> None:
+    """The settings that decide what each request is, and which files hold the outcomes,
+    are those the files were written with. A run given no model keeps the one recorded
+    (lines that name their model never used it); a run given one where none was recorded
+    adds it (lines that needed one could not be sent)."""
+    changes = [
+        ("input file", old.get("input"), str(config.input_path.resolve())),
+        ("endpoint", old.get("endpoint"), config.endpoint),
+    ]
+    if isinstance(old.get("model"), str) and config.model is not None:
+        changes.append(("model", old["model"], config.model))
+    dead = old.get("dead_letter")
+    if isinstance(dead, str) and not same_file(Path(dead), config.dead_letter_path):
+        changes.append(("dead-letter file", dead, str(config.dead_letter_path)))
+    for what, before, now in changes:
+        if before != now:
+            raise LedgerError(
+                f"{config.output_path} was produced with {what} {before} and this run uses "
+                f"{now}; pass --restart to start over (old files are kept) "
+                "or choose another -o"
+            )
+
+
+def write_manifest(config: RunConfig, scan: InputScan, old: dict[str, Any] | None) -> None:
+    """Record what the files are produced from; ``started_at`` (and a model that this run
+    was not given) survive from the ``old`` manifest."""
     now = utc_iso()
-    data = _describe(config, scan) | {"started_at": started_at or now, "updated_at": now}
+    data = _describe(config, scan) | {"started_at": _kept(old, "started_at") or now}
+    data["model"] = config.model or _kept(old, "model")
+    data["updated_at"] = now
     path = manifest_path(config.output_path)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -113,6 +142,11 @@ def write_manifest(config: RunConfig, scan: InputScan, started_at: str | None) -
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputWriteError(str(path), exc) from exc
+
+
+def _kept(old: dict[str, Any] | None, key: str) -> str | None:
+    value = old.get(key) if old else None
+    return value if isinstance(value, str) else None
 
 
 def move_aside(config: RunConfig) -> list[Path]:

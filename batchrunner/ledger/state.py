@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from batchrunner.config import torn_path
 from batchrunner.input.lines import BadLine, Done
 from batchrunner.ledger.appendfile import AppendFile, repair_torn_tail
 from batchrunner.ledger.records import (
@@ -71,7 +72,7 @@ Decision = DeadEntry | Literal["done"] | None
 class LedgerState:
     """The ids and input lines already decided, as found in the files at start."""
 
-    __slots__ = ("_dead", "_lines", "_result_lines", "_results", "_retry", "warnings")
+    __slots__ = ("_again", "_dead", "_lines", "_result_lines", "_results", "_retry", "warnings")
 
     def __init__(self) -> None:
         self._results: dict[str, str | None] = {}
@@ -80,12 +81,18 @@ class LedgerState:
         self._lines: dict[int, DeadEntry] = {}
         self._result_lines: set[int] = set()
         self._retry: Collection[int] | None = None
+        self._again: Collection[str] = ()
         self.warnings: list[str] = []
 
     def retry_dead(self, statuses: Collection[int]) -> None:
         """``--retry-dead``: from now on, dead ids with one of ``statuses`` (any, if empty)
         are to send again."""
         self._retry = statuses
+
+    def send_again(self, types: Collection[str]) -> None:
+        """A run: from now on, dead ids whose entry has one of ``types`` are to send again
+        (:data:`batchrunner.vocabulary.TRANSIENT`: what failed for no fault of its own)."""
+        self._again = types
 
     def decided(self, custom_id: str) -> bool:
         """Whether ``custom_id`` is done or dead (and so not to send)."""
@@ -99,6 +106,8 @@ class LedgerState:
         return entry
 
     def _retried(self, entry: DeadEntry) -> bool:
+        if entry.type in self._again:
+            return True
         return self._retry is not None and (not self._retry or entry.status_code in self._retry)
 
     def sent_fp(self, custom_id: str) -> str | None:
@@ -168,7 +177,8 @@ def scan(results_path: Path, dead_path: Path, with_fp: bool = True) -> LedgerSta
     for path in (results_path, dead_path):
         cut = repair_torn_tail(path)
         if cut:
-            warnings.append(f"repaired {path}: removed a torn last line ({cut} bytes)")
+            kept = torn_path(path)
+            warnings.append(f"repaired {path}: cut a torn last line ({cut} bytes, kept in {kept})")
     state = scan_readonly(results_path, dead_path, with_fp)
     state.warnings[:0] = warnings
     return state
