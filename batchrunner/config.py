@@ -18,6 +18,15 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from batchrunner.errors import ConfigError
+from batchrunner.runfiles import (
+    dead_letter_beside,
+    default_paths,
+    lock_path,
+    manifest_path,
+    recorded_dead_letter,
+    same_file,
+    torn_path,
+)
 
 __all__ = [
     "DEFAULT_SERVER_URL",
@@ -29,14 +38,10 @@ __all__ = [
     "Option",
     "RunConfig",
     "Setting",
-    "dead_letter_beside",
     "default_paths",
-    "lock_path",
     "manifest_path",
     "option",
-    "same_file",
     "settings_of",
-    "torn_path",
     "type_problem",
 ]
 
@@ -57,9 +62,11 @@ MAX_POOL = 1024
 ClientKind = Literal["http", "sdk"]
 
 #: What a setting holds, as a command line and a job file spell it.
-Kind = Literal["bool", "int", "number", "str", "path", "ints", "table"]
+Kind = Literal["bool", "int", "number", "str", "path", "ints", "table", "count"]
 
 _OPTION = "batchrunner.option"
+#: An output path left out (Path("") is the current folder, never a file to write).
+_UNSET = Path()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +77,8 @@ class Option:
     that is not the field's name. ``unset`` says in ``--help`` what the default means when
     the default is None or computed. ``switch`` gives a boolean a ``--no-`` form; ``flag``
     False makes a setting job-file only, ``job`` False command-line only; ``argument``
-    makes it the command's positional argument (``INPUT``).
+    makes it the command's positional argument (``INPUT``); ``count`` makes a level of a
+    repeated flag (``-qq``).
     """
 
     help: str
@@ -83,6 +91,7 @@ class Option:
     flag: bool = True
     job: bool = True
     argument: bool = False
+    count: bool = False
 
 
 def option(help: str, **how: Any) -> dict[str, Option]:
@@ -118,6 +127,7 @@ def settings_of(cls: type[Any]) -> tuple[Setting, ...]:
         if how is None:
             continue
         kind, optional, literal = _kind(hints[f.name])
+        kind = "count" if how.count else kind
         default = f.default_factory() if f.default_factory is not MISSING else f.default
         default = None if default is MISSING else default
         choices = how.choices or literal
@@ -149,31 +159,14 @@ def type_problem(kind: Kind, value: object) -> str | None:
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     checks: dict[Kind, tuple[bool, str]] = {
         "bool": (isinstance(value, bool), "true or false"),
+        "count": (isinstance(value, int) and 0 <= value <= 2, "true, false, 0, 1 or 2"),
+        "path": (isinstance(value, str | os.PathLike), "a path (str or Path)"),
         "int": (isinstance(value, int) and not isinstance(value, bool), "a whole number"),
         "number": (is_number, "a number"),
         "str": (isinstance(value, str), "a string"),
     }
     ok, expected = checks.get(kind, (True, ""))
     return None if ok else expected
-
-
-def default_paths(input_path: Path, output_path: Path | None = None) -> tuple[Path, Path]:
-    """The results and dead-letter paths used when none are given: the results beside the
-    input, the dead letters beside the results (a run's files belong together)."""
-    results = output_path or input_path.with_name(
-        input_path.name.removesuffix(".jsonl") + ".results.jsonl"
-    )
-    return results, dead_letter_beside(results)
-
-
-def dead_letter_beside(results: Path) -> Path:
-    """``<results stem>.dead.jsonl`` beside ``results``, the stem without ``.results.jsonl``
-    or ``.jsonl``: ``in.results.jsonl`` -> ``in.dead.jsonl``, ``B/res.jsonl`` ->
-    ``B/res.dead.jsonl``."""
-    name = results.name
-    stem = name.removesuffix(".results.jsonl")
-    stem = stem.removesuffix(".jsonl") if stem == name else stem
-    return results.with_name(f"{stem}.dead.jsonl")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,17 +180,22 @@ class RunConfig:
     input_path: Path = field(
         metadata=option("A .jsonl file or a jobs/NAME.toml job file.", key="input", argument=True)
     )
+    #: Paths may be given as ``str``; they are kept as :class:`Path`. Left out, the results
+    #: go beside the input and the dead letters beside the results (:func:`default_paths`),
+    #: or where the results' manifest says an earlier run put them.
     output_path: Path = field(
+        default=_UNSET,
         metadata=option(
             "Results JSONL.", key="output", short="-o", unset="<stem>.results.jsonl beside INPUT"
-        )
+        ),
     )
     dead_letter_path: Path = field(
+        default=_UNSET,
         metadata=option(
             "Dead-letter JSONL.",
             key="dead_letter",
             unset="<output stem>.dead.jsonl beside --output, or the one the run already uses",
-        )
+        ),
     )
     endpoint: str = field(
         default="/v1/chat/completions",
@@ -269,12 +267,21 @@ class RunConfig:
         default=True,
         metadata=option("Check key and model with GET /v1/models first.", switch=True),
     )
+    #: Start the embedded mock server on 127.0.0.1 for the run (no key needed), with the
+    #: ``mock_server`` settings (``python -m batchrunner.mock`` options, underscored).
+    mock: bool = field(
+        default=False,
+        metadata=option("Run against the embedded mock server (no key needed).", switch=True),
+    )
+    mock_server: Mapping[str, Any] = field(default_factory=dict)
+    #: None reads ``MISTRAL_API_KEY`` from the environment.
     api_key: str | None = field(default=None, repr=False)
     fsync_interval: float = 1.0
     #: The command that started the run, recorded so that ``status`` can say how to resume.
     command: str | None = None
 
     def __post_init__(self) -> None:
+        _convert(self)
         for s in RUN_SETTINGS:
             value = getattr(self, s.name)
             if value is None and s.optional:
@@ -297,7 +304,9 @@ class RunConfig:
         whose companion it is (``output_path's manifest``)."""
         out, dead = self.output_path, self.dead_letter_path
         return [
-            *self._named_files(),
+            ("input_path", self.input_path),
+            ("output_path", out),
+            ("dead_letter_path", dead),
             ("output_path's manifest", manifest_path(out)),
             ("output_path's lock", lock_path(out)),
             ("dead_letter_path's lock", lock_path(dead)),
@@ -312,16 +321,30 @@ class RunConfig:
             if same_file(path, other_path):
                 raise _same_file(setting, path, other, other_path)
 
-    def _named_files(self) -> list[tuple[str, Path]]:
-        return [
-            ("input_path", self.input_path),
-            ("output_path", self.output_path),
-            ("dead_letter_path", self.dead_letter_path),
-        ]
-
 
 #: RunConfig's options, in field order.
 RUN_SETTINGS = settings_of(RunConfig)
+
+
+def _convert(c: RunConfig) -> None:
+    """Paths given as ``str`` become :class:`Path`, the outputs left out go where
+    :func:`default_paths` (or the manifest of a run begun) says, and a key not given is read
+    from ``MISTRAL_API_KEY`` (a blank one is none)."""
+    for name in ("input_path", "output_path", "dead_letter_path"):
+        value = getattr(c, name)
+        if not isinstance(value, str | os.PathLike):
+            raise _refused(name, "a path (str or Path)", value)
+        object.__setattr__(c, name, Path(value))
+    if c.output_path == _UNSET:
+        object.__setattr__(c, "output_path", default_paths(c.input_path)[0])
+    if c.dead_letter_path == _UNSET:
+        dead = recorded_dead_letter(c.output_path) or dead_letter_beside(c.output_path)
+        object.__setattr__(c, "dead_letter_path", dead)
+    key = os.environ.get("MISTRAL_API_KEY", "") if c.api_key is None else c.api_key
+    if not isinstance(key, str):
+        raise _refused("api_key", "a string")  # the value is never shown
+    object.__setattr__(c, "api_key", key.strip() or None)
+
 
 _NOT_SHOWN = object()
 
@@ -358,11 +381,15 @@ def _check_together(c: RunConfig) -> None:
     _check_files(c)
 
 
+#: How many of RunConfig.files() are settings (the rest are their companions).
+_SETTING_FILES = 3
+
+
 def _check_files(c: RunConfig) -> None:
     """The run's files are different files, whatever their spelling: a dead-letter file
     that is the input feeds itself for ever, results that are the input are read as done."""
-    named = c._named_files()
-    companions = c.files()[len(named) :]
+    files = c.files()
+    named, companions = files[:_SETTING_FILES], files[_SETTING_FILES:]
     for i, (setting, path) in enumerate(named):
         for other, other_path in named[:i] + companions:
             if same_file(path, other_path):
@@ -374,27 +401,3 @@ def _same_file(setting: str, path: Path, other: str, other_path: Path) -> Config
     both = f"{path} and {other_path} are the same file"
     message = f"{setting} must be {expected} ({path if path == other_path else both})"
     return ConfigError(message, setting=setting, expected=expected, found=str(path))
-
-
-def same_file(a: Path, b: Path) -> bool:
-    """Whether ``a`` and ``b`` name one file: by identity when both exist (another
-    spelling, a symlink, a hard link), else by their paths with every symlink resolved."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet)
-        return os.path.realpath(a) == os.path.realpath(b)
-
-
-def manifest_path(results: Path) -> Path:
-    """The small run manifest kept beside a results file."""
-    return results.with_name(results.name + ".manifest.json")
-
-
-def lock_path(path: Path) -> Path:
-    """The lock file a run holds beside each file it writes (one writer at a time)."""
-    return path.with_name(path.name + ".lock")
-
-
-def torn_path(path: Path) -> Path:
-    """Where the bytes of a torn last line cut off ``path`` are kept."""
-    return path.with_name(path.name + ".torn")

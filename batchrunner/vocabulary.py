@@ -65,6 +65,7 @@ FailureType = Literal[
 #: Why an input line cannot be sent at all (dead-lettered by line number).
 InputProblem = Literal[
     "invalid_json",
+    "invalid_utf8",
     "not_an_object",
     "invalid_custom_id",
     "duplicate_custom_id",

@@ -8,12 +8,13 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "batchrunner"
 
-_CORE = {"vocabulary", "errors", "config"}
+_CORE = {"vocabulary", "errors", "runfiles", "config"}
 #: Each part of the package and the parts it may import (besides itself).
 ALLOWED: dict[str, set[str]] = {
     "vocabulary": set(),
     "errors": set(),
-    "config": {"errors", "vocabulary"},
+    "runfiles": set(),
+    "config": {"errors", "vocabulary", "runfiles"},
     "input": _CORE,
     "clients": _CORE,
     "limits": _CORE | {"input"},
@@ -21,8 +22,14 @@ ALLOWED: dict[str, set[str]] = {
     "engine": _CORE | {"input", "clients", "limits", "ledger"},
     "dlq": _CORE | {"input", "ledger"},
     "mock": {"errors"},
-    "cli": _CORE | {"input", "clients", "limits", "ledger", "engine", "dlq", "mock"},
-    "__init__": _CORE | {"engine", "ledger", "mock"},
+    "export": _CORE | {"input", "ledger"},
+    "demo": set(),
+    "dryrun": _CORE | {"input", "limits"},
+    "api": _CORE | {"engine", "mock"},
+    "notebook": _CORE | {"input", "ledger", "export", "api"},
+    "cli": _CORE
+    | {"input", "clients", "limits", "ledger", "engine", "dlq", "mock", "export", "dryrun", "api"},
+    "__init__": _CORE | {"engine", "ledger", "mock", "api", "dryrun", "notebook"},
     "__main__": {"cli"},
 }
 

@@ -47,7 +47,7 @@ ROWS: list[Row] = [
     {"custom_id": "b1", "prompt": "[[mock:400]] one"},
     {"custom_id": "n1", "prompt": "[[mock:404]] where"},
     {"custom_id": "n2", "body": {"messages": [{"role": "user", "content": "[[mock:404]] Gone"}]}},
-    {"prompt": "[[mock:404]] no id"},  # line 5: its id is "5"
+    {"prompt": "[[mock:404]] no id"},  # line 5: its id is "#5"
     {"custom_id": "v1", "prompt": "[[mock:422]] bad"},
     {"custom_id": "u1", "prompt": "[[mock:401]] auth"},
     {"custom_id": "m1", "prompt": "model a", "model": "foo-1"},
@@ -56,7 +56,7 @@ ROWS: list[Row] = [
     {"custom_id": "ok2", "prompt": "fine too"},
 ]
 BROKEN = b'{"custom_id": "x",\n[1, 2]\n\xff\xfe{}\n'  # lines 12-14
-DEAD_STATUS = {"b1": 400, "n1": 404, "n2": 404, "5": 404, "v1": 422, "u1": 401}
+DEAD_STATUS = {"b1": 400, "n1": 404, "n2": 404, "#5": 404, "v1": 422, "u1": 401}
 DEAD_STATUS |= {"m1": 400, "m2": 400}
 INPUT_TYPES = {10: "no_request", 12: "invalid_json", 13: "not_an_object", 14: "invalid_utf8"}
 
@@ -267,9 +267,9 @@ def shown_ids(*args: str | Path) -> list[str | None]:
 @pytest.mark.e2e
 def test_show_filters(dead_run: Run) -> None:
     dead = dead_run.dead
-    either = ["b1", "n1", "n2", "5", "m1", "m2"]
+    either = ["b1", "n1", "n2", "#5", "m1", "m2"]
     assert shown_ids(dead, "--status", "400", "--status", "404") == either
-    assert shown_ids(dead, "--type", "not_found") == ["n1", "n2", "5"]
+    assert shown_ids(dead, "--type", "not_found") == ["n1", "n2", "#5"]
     assert shown_ids(dead, "--type", "not_found", "--status", "400") == []
     assert shown_ids(dead, "--grep", "INVALID model") == ["m1", "m2"]  # in the message
     assert shown_ids(dead, "--grep", "gone") == ["n2"]  # in the request's text
@@ -312,13 +312,26 @@ def test_requeue_writes_batch_lines_and_reports_what_it_left_out(
     assert all(list(r) == ["custom_id", "body"] for r in rows.values())
     # The prompt shorthand became messages, and the run's model was added.
     messages = [{"role": "user", "content": "[[mock:404]] no id"}]
-    assert rows["5"]["body"] == {"messages": messages, "model": MODEL}
+    assert rows["#5"]["body"] == {"messages": messages, "model": MODEL}
     assert rows["n2"]["body"]["messages"][0]["content"] == "[[mock:404]] Gone"
     assert rows["m1"]["body"]["model"] == "foo-1"  # a body's own model is kept
     assert "left out 4 entries" in res.stderr
     for type_ in ("invalid_json", "invalid_utf8", "not_an_object", "no_request"):
         assert f"1 {type_}:" in res.stderr
     assert f"re-queued {len(DEAD_STATUS)} requests" in res.stdout
+
+
+@pytest.mark.e2e
+def test_requeue_to_stdout_writes_only_the_lines_there(dead_run: Run) -> None:
+    res = invoke("requeue", dead_run.dead, "-o", "-", "--status", "404")
+    assert res.exit_code == 0, res.output
+    assert [orjson.loads(line)["custom_id"] for line in res.stdout.splitlines()] == [
+        "n1",
+        "n2",
+        "#5",
+    ]
+    assert "re-queued 3 requests to stdout" in res.stderr
+    assert not Path("-").exists()
 
 
 @pytest.mark.e2e
@@ -330,7 +343,7 @@ def test_requeue_refuses_to_overwrite_without_force(dead_run: Run, tmp_path: Pat
     assert out.read_text() == "keep me\n"
     res = invoke("requeue", dead_run.dead, "-o", out, "--status", "404", "--force")
     assert res.exit_code == 0, res.output
-    assert [r["custom_id"] for r in read_jsonl(out)] == ["n1", "n2", "5"]
+    assert [r["custom_id"] for r in read_jsonl(out)] == ["n1", "n2", "#5"]
     mine = invoke("requeue", dead_run.dead, "-o", dead_run.dead, "--force")
     assert mine.exit_code == 2 and "being read" in mine.output
 
@@ -389,7 +402,7 @@ def test_requeued_404s_run_and_are_dead_lettered_again(dead_run: Run, tmp_path: 
     assert {r["custom_id"]: r["error"]["status_code"] for r in read_jsonl(dead)} == {
         "n1": 404,
         "n2": 404,
-        "5": 404,
+        "#5": 404,
     }
     assert all(r["batchrunner"]["kind"] == "request" for r in read_jsonl(dead))
 

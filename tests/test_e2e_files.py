@@ -250,6 +250,7 @@ def test_dead_letters_default_beside_the_results(tmp_path: Path, mock_server: Mo
     rows = [{"custom_id": "ok", "prompt": "x"}, {"custom_id": "bad", "prompt": "[[mock:400]] y"}]
     inp = write_jsonl(tmp_path / "in.jsonl", rows)
     a, b = tmp_path / "A" / "res.jsonl", tmp_path / "B" / "res.jsonl"
+    a.parent.mkdir(), b.parent.mkdir()
     assert run_cli(*run_args(inp, mock, "-o", a)).code == 1
     assert [d["custom_id"] for d in read_jsonl(tmp_path / "A" / "res.dead.jsonl")] == ["bad"]
     # A second experiment is its own: it sends everything, its dead letters beside it.
@@ -267,6 +268,7 @@ def test_a_resumed_run_keeps_the_dead_letter_file_its_manifest_names(
     rows = [{"custom_id": "ok", "prompt": "x"}, {"custom_id": "bad", "prompt": "[[mock:400]] y"}]
     inp = write_jsonl(tmp_path / "in.jsonl", rows)
     out, old_default = tmp_path / "B" / "res.jsonl", tmp_path / "in.dead.jsonl"
+    out.parent.mkdir()
     # Files written where the dead letters used to go by default: beside the input.
     assert run_cli(*run_args(inp, mock, "-o", out, "--dead-letter", old_default)).code == 1
     again = run_cli(*run_args(inp, mock, "-o", out))

@@ -317,7 +317,7 @@ def test_bad_input_lines(mock_server: MockFactory, tmp_path: Path) -> None:
         b'{"custom_id": "good-2", "prompt": "second"}',  # 7
         b'{"custom_id": "good-2", "prompt": "second again"}',  # 8
         b"   \t",  # 9
-        b'{"prompt": "who am I"}',  # 10 -> custom_id "10"
+        b'{"prompt": "who am I"}',  # 10 -> custom_id "#10"
         b'{"custom_id": "", "prompt": "empty id"}',  # 11
         b'{"custom_id": "bad-body", "body": "not an object"}',  # 12
         b'{"custom_id": "good-3", "prompt": "last, no newline"}',  # 13
@@ -355,11 +355,11 @@ def test_bad_input_lines(mock_server: MockFactory, tmp_path: Path) -> None:
     assert {cid: r["batchrunner"]["line"] for cid, r in got.items()} == {
         "good-1": 1,
         "good-2": 7,
-        "10": 10,
+        "#10": 10,
         "good-3": 13,
     }
     assert content_of(got["good-2"]) == "echo: second"
-    assert content_of(got["10"]) == "echo: who am I"
+    assert content_of(got["#10"]) == "echo: who am I"
     assert content_of(got["good-3"]) == "echo: last, no newline"
     assert posts(mock.stats()) == 4, "a bad line was sent"
     assert summary["dead_lettered_input_lines"] == len(expected_bad)

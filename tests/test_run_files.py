@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from batchrunner.config import RunConfig, dead_letter_beside, default_paths, same_file
+from batchrunner.config import RunConfig
 from batchrunner.errors import ConfigError, LedgerError
 from batchrunner.input.lines import Item, parse_line
 from batchrunner.input.scan import scan_input
@@ -22,6 +22,7 @@ from batchrunner.ledger.manifest import check_manifest, read_manifest, write_man
 from batchrunner.ledger.records import dead_line, input_dead_line, result_line
 from batchrunner.ledger.rewrite import drop_superseded
 from batchrunner.ledger.state import scan_readonly
+from batchrunner.runfiles import dead_letter_beside, default_paths, same_file
 from batchrunner.vocabulary import Failure
 
 CHAT = "/v1/chat/completions"

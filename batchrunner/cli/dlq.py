@@ -7,6 +7,7 @@ a refused overwrite exits 2, a failed write 3.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from batchrunner.cli.exits import Group
+from batchrunner.cli.files import check_dead_letter_file
 from batchrunner.config import ENDPOINTS
 from batchrunner.dlq.entries import DeadLetter, RunFiles, find_run, live_entries, select
 from batchrunner.dlq.requeue import Requeue, build_requeue, write_requeue
@@ -27,6 +29,7 @@ from batchrunner.errors import DlqError
 __all__ = ["dlq"]
 
 _DEFAULT_ENDPOINT = "/v1/chat/completions"
+_STDOUT = Path("-")
 _PREVIEW = 60
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,7 +57,13 @@ def _filters(f: F) -> F:
     )(f)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="\b\nExamples:\n  batchrunner dlq summary samples/prompts.dead.jsonl\n"
+    "  batchrunner dlq show samples/prompts.dead.jsonl --status 400 --grep model\n"
+    "  batchrunner dlq requeue samples/prompts.dead.jsonl -o retry.jsonl --status 503",
+)
 def dlq() -> None:
     """Inspect and re-queue a dead-letter file; only what is still dead counts.
 
@@ -65,6 +74,7 @@ def dlq() -> None:
 
 def _load(dead_letter: Path, results: Path | None) -> tuple[list[DeadLetter], RunFiles]:
     warnings: list[str] = []
+    check_dead_letter_file(dead_letter)
     run = find_run(dead_letter, results)
     entries = live_entries(dead_letter, run.results, warnings)
     for warning in warnings:
@@ -76,7 +86,10 @@ def _nothing(dead_letter: Path, err: bool = False) -> None:
     click.echo(f"nothing is dead-lettered in {dead_letter}", err=err)
 
 
-@dlq.command()
+@dlq.command(
+    epilog="\b\nExamples:\n  batchrunner dlq summary out.dead.jsonl\n"
+    "  batchrunner dlq summary out.dead.jsonl --json | jq .total"
+)
 @_common
 @click.option(
     "--top",
@@ -123,7 +136,10 @@ def _summary_tables(s: Summary) -> list[Table]:
     return [by, msgs]
 
 
-@dlq.command()
+@dlq.command(
+    epilog="\b\nExamples:\n  batchrunner dlq show out.dead.jsonl --status 429 --limit 5\n"
+    "  batchrunner dlq show out.dead.jsonl --type not_found --json | jq .request"
+)
 @_common
 @_filters
 @click.option("--limit", type=click.IntRange(min=1), help="Show at most this many.")
@@ -171,11 +187,18 @@ def _entries_table(shown: list[DeadLetter], matching: int, total: int) -> Table:
     return t
 
 
-@dlq.command()
+@dlq.command(
+    epilog="\b\nExamples:\n  batchrunner dlq requeue out.dead.jsonl -o retry.jsonl --status 503\n"
+    "  batchrunner dlq requeue out.dead.jsonl -o - --type timeout | head"
+)
 @_common
 @_filters
 @click.option(
-    "-o", "--output", required=True, type=click.Path(path_type=Path), help="The file to write."
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The file to write (-: stdout).",
 )
 @click.option(
     "--endpoint", type=click.Choice(list(ENDPOINTS)), help="Bodies for [the run's, else chat]."
@@ -198,20 +221,25 @@ def requeue(
     as they are (not JSON, not an object, no request) are left out and counted.
     """
     entries, run = _load(dead_letter, results)
-    _check_target(output, dead_letter, run.results, _manifest_str(run.manifest or {}, "input"))
+    to_stdout = output == _STDOUT
+    if not to_stdout:
+        _check_target(output, dead_letter, run.results, _manifest_str(run.manifest or {}, "input"))
     if not entries:
-        _nothing(dead_letter)
+        _nothing(dead_letter, err=to_stdout)
         return
     manifest = run.manifest or {}
     endpoint = endpoint or _manifest_str(manifest, "endpoint") or _DEFAULT_ENDPOINT
     model = model or _manifest_str(manifest, "model")
     rq = build_requeue(select(entries, **filters), endpoint, model)
-    if rq.lines:
+    if rq.lines and to_stdout:
+        sys.stdout.buffer.writelines(rq.lines)  # the lines, and nothing else, on stdout
+        sys.stdout.flush()
+    elif rq.lines:
         write_requeue(output, rq.lines, force=force)
-    _report(rq, output, endpoint)
+    _report(rq, output, endpoint, to_stdout)
 
 
-def _report(rq: Requeue, output: Path, endpoint: str) -> None:
+def _report(rq: Requeue, output: Path, endpoint: str, to_stdout: bool) -> None:
     if rq.left_out:
         n = sum(rq.left_out.values())
         click.echo(f"left out {n:,} entries that cannot be re-queued:", err=True)
@@ -222,8 +250,10 @@ def _report(rq: Requeue, output: Path, endpoint: str) -> None:
         click.echo(f"nothing to re-queue: {why}", err=True)
         return
     hint = "" if endpoint == _DEFAULT_ENDPOINT else f" --endpoint {endpoint}"
-    click.echo(f"re-queued {len(rq.lines):,} requests to {output}")
-    click.echo(f"send them with: batchrunner run {output}{hint}")
+    where = "stdout" if to_stdout else str(output)
+    click.echo(f"re-queued {len(rq.lines):,} requests to {where}", err=to_stdout)
+    if not to_stdout:
+        click.echo(f"send them with: batchrunner run {output}{hint}")
 
 
 def _check_target(

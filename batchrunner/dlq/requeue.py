@@ -61,7 +61,10 @@ def _requeue_line(
     if cid in written:  # a duplicate_custom_id line: its id is in the file already
         return "duplicate_custom_id", "another re-queued entry has the same custom_id"
     written.add(cid)
-    return orjson.dumps({"custom_id": cid, "body": parsed.body}) + b"\n"
+    line: dict[str, object] = {"custom_id": cid, "body": parsed.body}
+    if parsed.endpoint is not None:  # a batch line's own url: it goes where it went before
+        line["url"] = parsed.endpoint
+    return orjson.dumps(line) + b"\n"
 
 
 def write_requeue(path: Path, lines: Iterable[bytes], *, force: bool = False) -> None:

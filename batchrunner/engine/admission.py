@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from batchrunner.config import RunConfig
 from batchrunner.engine.stats import RunStats
 from batchrunner.input.lines import BadLine, Item, read_input
+from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
 from batchrunner.ledger.records import input_dead_line
 from batchrunner.ledger.state import Decision, LedgerState
 from batchrunner.vocabulary import TRANSIENT, failure_key
@@ -37,7 +38,8 @@ def admit(
         state.retry_dead(config.retry_statuses)
     not_sent = 0
     inp, endpoint, model = config.input_path, config.endpoint, config.model
-    for entry in read_input(inp, endpoint, model, state.decided, compare_done=check_bodies):
+    prefix = implicit_id_prefix(read_manifest(config.manifest_path))
+    for entry in read_input(inp, endpoint, model, state.decided, check_bodies, prefix):
         stats.read += 1
         if isinstance(entry, Item) and not _already_done(entry, state, stats):
             yield entry

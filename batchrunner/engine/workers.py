@@ -227,7 +227,7 @@ class ItemSender:
         stats.in_flight += 1
         start = end = self._now()
         try:
-            reply = await self._client.send(self._endpoint, item.body)
+            reply = await self._client.send(item.endpoint or self._endpoint, item.body)
             end = self._now()
             if isinstance(reply, Failure):  # once, here: every later use of it is clean
                 reply = redacted(reply, self._api_key)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import orjson
 
-from batchrunner.config import torn_path
 from batchrunner.errors import OutputWriteError
+from batchrunner.runfiles import torn_path
 
 __all__ = ["AppendFile", "repair_torn_tail"]
 

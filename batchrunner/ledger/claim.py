@@ -9,10 +9,10 @@ it is empty or its first line has the shape of a result or a dead-letter entry.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from batchrunner.errors import LedgerError
-from batchrunner.ledger.records import loads_object
+from batchrunner.ledger.records import is_dead_entry, is_result, loads_object
 
 __all__ = ["Kind", "check_ours"]
 
@@ -58,17 +58,8 @@ def _first_line(path: Path) -> bytes | None:
 def _looks_ours(line: bytes, kind: Kind) -> bool:
     obj = loads_object(line)
     if obj is not None:
-        return _is_result(obj) if kind == "results" else _is_dead(obj)
+        return is_result(obj) if kind == "results" else is_dead_entry(obj)
     if line.endswith(b"\n"):
         return False  # a whole line that is not an object
     head = line.lstrip()[: len(_PREFIX)]  # a torn write, or a very long line
     return _PREFIX.startswith(head) if len(head) < len(_PREFIX) else head == _PREFIX
-
-
-def _is_result(obj: dict[str, Any]) -> bool:
-    """The Batch API output shape (ours adds a ``batchrunner`` key)."""
-    return isinstance(obj.get("custom_id"), str) and "response" in obj
-
-
-def _is_dead(obj: dict[str, Any]) -> bool:
-    return isinstance(obj.get("error"), dict) and "request" in obj

@@ -15,8 +15,8 @@ import os
 import time
 from pathlib import Path
 
-from batchrunner.config import lock_path
 from batchrunner.errors import LedgerError, OutputWriteError
+from batchrunner.runfiles import lock_path
 
 __all__ = ["RunLock"]
 

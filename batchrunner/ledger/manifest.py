@@ -14,22 +14,27 @@ from typing import Any, Literal
 
 import orjson
 
-from batchrunner.config import RunConfig, manifest_path, same_file
+from batchrunner.config import RunConfig, manifest_path
 from batchrunner.errors import LedgerError, OutputWriteError
+from batchrunner.input.lines import IMPLICIT_ID_PREFIX
 from batchrunner.input.scan import InputScan
 from batchrunner.ledger.records import utc_iso
+from batchrunner.runfiles import same_file
 
 __all__ = [
     "InputChange",
     "check_manifest",
+    "implicit_id_prefix",
     "move_aside",
     "previous_input_size",
     "read_manifest",
-    "recorded_dead_letter",
     "write_manifest",
 ]
 
 _VERSION = 1
+#: How this run names lines without custom_id; a manifest without it is from before ids
+#: were "#N" and its run keeps bare line numbers.
+_IMPLICIT = "implicit_id_prefix"
 
 #: How the input differs from when the files were last written: ``new`` (no manifest),
 #: ``same``, ``grown`` (lines appended only) or ``edited`` (allowed by the config).
@@ -50,7 +55,17 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _describe(config: RunConfig, scan: InputScan) -> dict[str, Any]:
+def implicit_id_prefix(manifest: dict[str, Any] | None) -> str:
+    """What the run whose manifest this is calls a line without custom_id, before its line
+    number: ``#`` for a new run; nothing for a run begun before that rule, whose results
+    were written under bare numbers and must still match their lines on resume."""
+    if manifest is None:
+        return IMPLICIT_ID_PREFIX
+    value = manifest.get(_IMPLICIT)
+    return value if isinstance(value, str) else ""
+
+
+def _describe(config: RunConfig, scan: InputScan, prefix: str = "") -> dict[str, Any]:
     return {
         "version": _VERSION,
         "input": str(config.input_path.resolve()),
@@ -63,6 +78,7 @@ def _describe(config: RunConfig, scan: InputScan) -> dict[str, Any]:
         "client": config.client,
         "server_url": config.server_url,
         "command": config.command,
+        _IMPLICIT: prefix,
     }
 
 
@@ -71,14 +87,6 @@ def previous_input_size(config: RunConfig) -> int | None:
     old = read_manifest(manifest_path(config.output_path))
     size = old.get("input_size") if old else None
     return size if isinstance(size, int) else None
-
-
-def recorded_dead_letter(results: Path) -> Path | None:
-    """The dead-letter file the run writing ``results`` uses, if a manifest names one: a
-    run resumed without ``--dead-letter`` keeps it, wherever today's default would be."""
-    old = read_manifest(manifest_path(results))
-    dead = old.get("dead_letter") if old else None
-    return Path(dead) if isinstance(dead, str) else None
 
 
 def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dict[str, Any] | None]:
@@ -129,10 +137,11 @@ def _check_same_run(config: RunConfig, old: dict[str, Any]) -> None:
 
 
 def write_manifest(config: RunConfig, scan: InputScan, old: dict[str, Any] | None) -> None:
-    """Record what the files are produced from; ``started_at`` (and a model that this run
-    was not given) survive from the ``old`` manifest."""
+    """Record what the files are produced from; ``started_at``, the implicit id prefix and
+    a model that this run was not given survive from the ``old`` manifest."""
     now = utc_iso()
-    data = _describe(config, scan) | {"started_at": _kept(old, "started_at") or now}
+    prefix = implicit_id_prefix(old)
+    data = _describe(config, scan, prefix) | {"started_at": _kept(old, "started_at") or now}
     data["model"] = config.model or _kept(old, "model")
     data["updated_at"] = now
     path = manifest_path(config.output_path)

@@ -24,6 +24,8 @@ __all__ = [
     "DeadFields",
     "dead_line",
     "input_dead_line",
+    "is_dead_entry",
+    "is_result",
     "loads_object",
     "read_dead",
     "read_result",
@@ -52,16 +54,19 @@ def utc_iso(ts: float | None = None) -> str:
 
 
 def result_line(item: Item, body: Any, attempts: int, latency_s: float) -> bytes:
+    meta: dict[str, Any] = {
+        "line": item.line,
+        "attempts": attempts,
+        "latency_ms": round(latency_s * 1000, 1),
+        "fp": item.fp,
+    }
+    if item.endpoint is not None:  # the line named it with "url": say where it went
+        meta["url"] = item.endpoint
     record = {
         "custom_id": item.custom_id,
         "response": {"status_code": 200, "body": body},
         "error": None,
-        "batchrunner": {
-            "line": item.line,
-            "attempts": attempts,
-            "latency_ms": round(latency_s * 1000, 1),
-            "fp": item.fp,
-        },
+        "batchrunner": meta,
     }
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
@@ -178,6 +183,16 @@ def _leading_id(raw: bytes) -> str | None:
         return raw[_ID_START:end].decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def is_result(obj: dict[str, Any]) -> bool:
+    """Whether a parsed line has the shape of a result (the Batch API output shape)."""
+    return "custom_id" in obj and "response" in obj
+
+
+def is_dead_entry(obj: dict[str, Any]) -> bool:
+    """Whether a parsed line has the shape of a dead-letter entry."""
+    return {"error", "line", "request"} <= obj.keys()
 
 
 def loads_object(raw: bytes) -> dict[str, Any] | None:

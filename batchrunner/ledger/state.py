@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from batchrunner.config import torn_path
 from batchrunner.input.lines import BadLine, Done
 from batchrunner.ledger.appendfile import AppendFile, repair_torn_tail
 from batchrunner.ledger.records import (
@@ -35,6 +34,7 @@ from batchrunner.ledger.records import (
     read_dead,
     read_result,
 )
+from batchrunner.runfiles import torn_path
 from batchrunner.vocabulary import failure_key
 
 __all__ = [

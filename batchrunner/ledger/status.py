@@ -11,7 +11,7 @@ from typing import Any
 from batchrunner.config import ENDPOINTS, manifest_path
 from batchrunner.errors import LedgerError
 from batchrunner.input.lines import Item, read_input
-from batchrunner.ledger.manifest import read_manifest
+from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
 from batchrunner.ledger.records import utc_iso
 from batchrunner.ledger.state import LedgerState, scan_readonly
 
@@ -58,7 +58,8 @@ def run_status(results_path: Path) -> RunStatus:
         raise LedgerError(f"cannot read the run's files: {exc.strerror or exc}") from None
     if not input_path.is_file():
         raise LedgerError(f"the run's input {input_path} no longer exists")
-    counts, by_key = _count(state, input_path, endpoint, model)
+    prefix = implicit_id_prefix(manifest)
+    counts, by_key = _count(state, input_path, endpoint, model, prefix)
     command = manifest.get("command")
     return RunStatus(
         input=str(input_path),
@@ -74,12 +75,12 @@ def run_status(results_path: Path) -> RunStatus:
 
 
 def _count(
-    state: LedgerState, input_path: Path, endpoint: str, model: str | None
+    state: LedgerState, input_path: Path, endpoint: str, model: str | None, prefix: str
 ) -> tuple[Counter[str], Counter[str]]:
     """Counts of lines, done, dead and pending, and of the dead by failure key."""
     counts: Counter[str] = Counter()
     by_key: Counter[str] = Counter()
-    for entry in read_input(input_path, endpoint, model, state.decided):
+    for entry in read_input(input_path, endpoint, model, state.decided, implicit_prefix=prefix):
         counts["lines"] += 1
         decision = None if isinstance(entry, Item) else state.decide(entry)
         if decision is None:
