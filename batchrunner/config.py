@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 from batchrunner.errors import ConfigError
 from batchrunner.runfiles import (
+    check_apart,
+    check_distinct,
     dead_letter_beside,
-    default_paths,
-    lock_path,
     manifest_path,
     recorded_dead_letter,
-    same_file,
-    torn_path,
+    run_files,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "Option",
     "RunConfig",
     "Setting",
+    "Shard",
     "default_paths",
     "manifest_path",
     "option",
@@ -169,6 +171,44 @@ def type_problem(kind: Kind, value: object) -> str | None:
     return None if ok else expected
 
 
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Shard ``index`` of ``count``, counted from 0 as a Kubernetes Indexed Job counts its
+    pods: ``0/4`` … ``3/4``."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @classmethod
+    def parse(cls, text: str) -> Shard | None:
+        """``"K/N"`` (whole numbers, ``0 <= K < N``) as a shard; ``None`` when it is not one."""
+        found = _SHARD.fullmatch(text.strip())
+        if found is None:
+            return None
+        index, count = int(found[1]), int(found[2])
+        return cls(index, count) if index < count else None
+
+
+_SHARD = re.compile(r"(\d+)\s*/\s*(\d+)", re.ASCII)
+
+
+def default_paths(
+    input_path: str | os.PathLike[str], shard: Shard | None = None
+) -> tuple[Path, Path]:
+    """The results and dead-letter paths used when none are given: the results beside the
+    input, named after the shard when there is one (``prompts.shard-2-of-8.results.jsonl``),
+    the dead letters beside the results (:func:`~batchrunner.runfiles.dead_letter_beside`)."""
+    input_path = Path(input_path)
+    stem = input_path.name.removesuffix(".jsonl")
+    if shard is not None:
+        stem += f".shard-{shard.index}-of-{shard.count}"
+    results = input_path.with_name(f"{stem}.results.jsonl")
+    return results, dead_letter_beside(results)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunConfig:
     """Everything one run needs. Build it directly, or through the CLI / a job file.
@@ -267,6 +307,13 @@ class RunConfig:
         default=True,
         metadata=option("Check key and model with GET /v1/models first.", switch=True),
     )
+    #: ``K/N``: send only the lines of shard K (from 0) of N (:mod:`batchrunner.input.shard`).
+    shard: str | None = field(
+        default=None,
+        metadata=option(
+            "Only shard K of N (K from 0); auto/N takes K from the environment.", unset="all"
+        ),
+    )
     #: Start the embedded mock server on 127.0.0.1 for the run (no key needed), with the
     #: ``mock_server`` settings (``python -m batchrunner.mock`` options, underscored).
     mock: bool = field(
@@ -292,7 +339,9 @@ class RunConfig:
             if s.choices and value not in s.choices:
                 raise _refused(s.name, "one of " + ", ".join(s.choices), value)
         _check_ranges(self)
+        _check_shard(self)
         _check_together(self)
+        _check_secrets(self)
 
     @property
     def manifest_path(self) -> Path:
@@ -300,26 +349,18 @@ class RunConfig:
         return manifest_path(self.output_path)
 
     def files(self) -> list[tuple[str, Path]]:
-        """Every file a run reads or writes, each with what it is: a setting's name, or
-        whose companion it is (``output_path's manifest``)."""
-        out, dead = self.output_path, self.dead_letter_path
-        return [
-            ("input_path", self.input_path),
-            ("output_path", out),
-            ("dead_letter_path", dead),
-            ("output_path's manifest", manifest_path(out)),
-            ("output_path's lock", lock_path(out)),
-            ("dead_letter_path's lock", lock_path(dead)),
-            ("output_path's torn-tail copy", torn_path(out)),
-            ("dead_letter_path's torn-tail copy", torn_path(dead)),
-        ]
+        """Every file a run reads or writes, each with what it is (:func:`run_files`)."""
+        return run_files(self.input_path, self.output_path, self.dead_letter_path)
 
     def check_apart(self, setting: str, path: Path) -> None:
         """Refuse ``path`` as ``setting`` (a file the config does not hold, such as the
         summary) when it is one of the run's :meth:`files`, however it is spelled."""
-        for other, other_path in self.files():
-            if same_file(path, other_path):
-                raise _same_file(setting, path, other, other_path)
+        check_apart(setting, path, self.files())
+
+    @property
+    def shard_spec(self) -> Shard | None:
+        """``shard`` as a :class:`Shard`; ``None``: the whole input."""
+        return None if self.shard is None else Shard.parse(self.shard)
 
 
 #: RunConfig's options, in field order.
@@ -335,8 +376,9 @@ def _convert(c: RunConfig) -> None:
         if not isinstance(value, str | os.PathLike):
             raise _refused(name, "a path (str or Path)", value)
         object.__setattr__(c, name, Path(value))
+    shard = Shard.parse(c.shard) if isinstance(c.shard, str) else None  # a bad one: refused later
     if c.output_path == _UNSET:
-        object.__setattr__(c, "output_path", default_paths(c.input_path)[0])
+        object.__setattr__(c, "output_path", default_paths(c.input_path, shard)[0])
     if c.dead_letter_path == _UNSET:
         dead = recorded_dead_letter(c.output_path) or dead_letter_beside(c.output_path)
         object.__setattr__(c, "dead_letter_path", dead)
@@ -375,29 +417,30 @@ def _check_ranges(c: RunConfig) -> None:
             raise _refused(name, "a positive number", value)
 
 
+def _check_shard(c: RunConfig) -> None:
+    if c.shard is not None and Shard.parse(c.shard) is None:
+        expected = "K/N with whole numbers 0 <= K < N (auto/N is for the command line)"
+        raise _refused("shard", expected, c.shard)
+
+
 def _check_together(c: RunConfig) -> None:
     if c.retry_statuses and not c.retry_dead:
         raise _refused("retry_statuses", "given with retry_dead (it selects what is sent again)")
-    _check_files(c)
+    check_distinct(c.files())
 
 
-#: How many of RunConfig.files() are settings (the rest are their companions).
-_SETTING_FILES = 3
-
-
-def _check_files(c: RunConfig) -> None:
-    """The run's files are different files, whatever their spelling: a dead-letter file
-    that is the input feeds itself for ever, results that are the input are read as done."""
-    files = c.files()
-    named, companions = files[:_SETTING_FILES], files[_SETTING_FILES:]
-    for i, (setting, path) in enumerate(named):
-        for other, other_path in named[:i] + companions:
-            if same_file(path, other_path):
-                raise _same_file(setting, path, other, other_path)
-
-
-def _same_file(setting: str, path: Path, other: str, other_path: Path) -> ConfigError:
-    expected = f"a file other than {other}"
-    both = f"{path} and {other_path} are the same file"
-    message = f"{setting} must be {expected} ({path if path == other_path else both})"
-    return ConfigError(message, setting=setting, expected=expected, found=str(path))
+def _check_secrets(c: RunConfig) -> None:
+    """The key goes in one header and nowhere else, so it must be a header's plain text;
+    and a URL is written to the manifest, so it must not carry credentials. Neither
+    message shows the value: it may be (or hold) a secret."""
+    if c.api_key is not None and not all(33 <= ord(ch) <= 126 for ch in c.api_key):
+        expected = "printable ASCII without spaces or line breaks (check MISTRAL_API_KEY)"
+        raise _refused("api_key", expected)
+    try:
+        url = urlsplit(c.server_url)
+        credentials = url.username is not None or url.password is not None
+    except ValueError:
+        raise _refused("server_url", "a valid http(s) URL") from None
+    if credentials:
+        expected = "a URL without a user name or password (the key goes in MISTRAL_API_KEY)"
+        raise _refused("server_url", expected)

@@ -15,6 +15,7 @@ from typing import Any
 from batchrunner.config import RunConfig
 from batchrunner.errors import ConfigError
 from batchrunner.input.lines import BadLine, Item, read_input
+from batchrunner.input.shard import in_shard
 from batchrunner.limits.pricing import Price, cost, price_table
 from batchrunner.limits.tokens import (
     CompletionEstimator,
@@ -81,7 +82,10 @@ def dry_run(config: RunConfig) -> DryRun:
         raise ConfigError(f"prices: {exc}", setting="prices") from None
     estimators: dict[str, CompletionEstimator] = {}
     plan = DryRun()
+    shard = config.shard_spec
     for entry in read_input(config.input_path, config.endpoint, config.model):
+        if not in_shard(entry.custom_id, entry.line, shard):
+            continue  # another shard's: its own dry run counts it
         plan.lines += 1
         if isinstance(entry, BadLine):
             plan.bad[entry.type] += 1

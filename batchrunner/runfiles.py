@@ -1,8 +1,8 @@
-"""The files of one run, by name: where they go by default, the companions each keeps
-beside it (manifest, lock, torn-tail copy), and whether two names are one file.
+"""The files of one run, by name: where the dead letters go by default, the companions each
+file keeps beside it (manifest, lock, torn-tail copy), and whether two names are one file.
 
-Imports nothing of the package: :mod:`batchrunner.config` builds on it, and every part
-that reads or writes a run's files asks it where they are.
+Imports only :mod:`batchrunner.errors`: :mod:`batchrunner.config` builds on it, and every
+part that reads or writes a run's files asks it where they are.
 """
 
 from __future__ import annotations
@@ -12,26 +12,19 @@ from pathlib import Path
 
 import orjson
 
+from batchrunner.errors import ConfigError
+
 __all__ = [
+    "check_apart",
+    "check_distinct",
     "dead_letter_beside",
-    "default_paths",
     "lock_path",
     "manifest_path",
     "recorded_dead_letter",
+    "run_files",
     "same_file",
     "torn_path",
 ]
-
-
-def default_paths(
-    input_path: str | os.PathLike[str], output_path: str | os.PathLike[str] | None = None
-) -> tuple[Path, Path]:
-    """The results and dead-letter paths used when none are given: the results beside the
-    input, the dead letters beside the results (a run's files belong together)."""
-    input_path = Path(input_path)
-    stem = input_path.name.removesuffix(".jsonl")
-    results = Path(output_path or input_path.with_name(f"{stem}.results.jsonl"))
-    return results, dead_letter_beside(results)
 
 
 def dead_letter_beside(results: Path) -> Path:
@@ -78,3 +71,42 @@ def same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist (yet)
         return os.path.realpath(a) == os.path.realpath(b)
+
+
+#: How many of :func:`run_files` are settings' files (the rest are their companions).
+_SETTING_FILES = 3
+
+
+def run_files(input_path: Path, output: Path, dead: Path) -> list[tuple[str, Path]]:
+    """Every file a run reads or writes, each with what it is: a setting's name, or whose
+    companion it is (``output_path's manifest``)."""
+    return [
+        ("input_path", input_path),
+        ("output_path", output),
+        ("dead_letter_path", dead),
+        ("output_path's manifest", manifest_path(output)),
+        ("output_path's lock", lock_path(output)),
+        ("dead_letter_path's lock", lock_path(dead)),
+        ("output_path's torn-tail copy", torn_path(output)),
+        ("dead_letter_path's torn-tail copy", torn_path(dead)),
+    ]
+
+
+def check_distinct(files: list[tuple[str, Path]]) -> None:
+    """Refuse :func:`run_files` in which one file has two names, whatever the spelling: a
+    dead-letter file that is the input feeds itself for ever, results that are the input
+    are read as done."""
+    named, companions = files[:_SETTING_FILES], files[_SETTING_FILES:]
+    for i, (setting, path) in enumerate(named):
+        check_apart(setting, path, named[:i] + companions)
+
+
+def check_apart(setting: str, path: Path, files: list[tuple[str, Path]]) -> None:
+    """Refuse ``path`` as ``setting`` when it is one of ``files`` (a :class:`ConfigError`
+    shaped as a refused setting, ``{setting} must be a file other than {what}``)."""
+    for other, other_path in files:
+        if same_file(path, other_path):
+            expected = f"a file other than {other}"
+            both = f"{path} and {other_path} are the same file"
+            message = f"{setting} must be {expected} ({path if path == other_path else both})"
+            raise ConfigError(message, setting=setting, expected=expected, found=str(path))

@@ -110,11 +110,14 @@ def action_of(type_: str) -> Action:
 
 @dataclass(frozen=True, slots=True)
 class Success:
-    """A 200 with a JSON object body; tokens from its ``usage``."""
+    """A 200 with a JSON object body; tokens from its ``usage``. ``raw`` is the body as the
+    server sent it, on one line (empty when there is none): the results keep it as it is,
+    which no re-serialization could (numbers past 64 bits, nesting past 254 levels)."""
 
     body: dict[str, Any]
     prompt_tokens: int
     completion_tokens: int
+    raw: bytes = b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

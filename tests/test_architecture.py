@@ -13,7 +13,7 @@ _CORE = {"vocabulary", "errors", "runfiles", "config"}
 ALLOWED: dict[str, set[str]] = {
     "vocabulary": set(),
     "errors": set(),
-    "runfiles": set(),
+    "runfiles": {"errors"},
     "config": {"errors", "vocabulary", "runfiles"},
     "input": _CORE,
     "clients": _CORE,

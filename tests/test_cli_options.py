@@ -43,6 +43,8 @@ JOB_KEYS_BEFORE = {
     "backoff_max", "max_retry_after", "drain_timeout", "quiet", "summary_json",
     "allow_changed_input", "breaker", "preflight", "tpm", "ordered", "reorder_buffer",
     "max_tokens_total", "max_cost", "prices",
+    # issue 12: shards and following a run from a log
+    "shard", "log_json", "progress_interval",
 }  # fmt: skip
 #: Set by the program, not by a user: no flag, no job-file key (a job file's
 #: [mock_server] table is read by the job loader, which checks its keys itself).

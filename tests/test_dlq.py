@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,9 @@ from conftest import (
 
 from batchrunner.cli.dlq import dlq
 from batchrunner.dlq.entries import DlqError, find_run, live_entries
-from batchrunner.dlq.requeue import build_requeue
+from batchrunner.dlq.requeue import build_requeue, write_requeue
 from batchrunner.dlq.summary import normalise
+from batchrunner.ledger import table
 
 MODEL = "mistral-small-latest"
 # The breaker is off: these runs are meant to dead-letter 401s and 404s, not to stop on them.
@@ -164,6 +166,26 @@ def test_last_entry_wins_and_a_result_supersedes(tmp_path: Path) -> None:
     ]
     assert len(warnings) == 1 and ":8:" in warnings[0]
     assert len(live_entries(dlq_path)) == 5  # no results file: b and c count too
+
+
+def test_live_entries_stream_in_line_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def dead(cid: str | None, line: int | None, kind: str = "request") -> Row:
+        error = {"status_code": 400, "type": "bad_request", "message": f"m {cid}"}
+        return {"custom_id": cid, "line": line, "error": error, "batchrunner": {"kind": kind}}
+
+    rows = [dead("c", 9), dead("x", None), dead("a", 2), dead(None, 5, "input"), dead("b", 2)]
+    rows += [dead(f"n{i}", 100 - i) for i in range(10)]
+    dlq_path = write_jsonl(tmp_path / "x.dead.jsonl", rows)
+    monkeypatch.setattr(table, "_SORT_CHUNK", 3)  # several sorted runs, merged
+    entries = live_entries(dlq_path)
+    in_order = [(e.custom_id, e.line) for e in entries]
+    assert in_order[:5] == [("a", 2), ("b", 2), (None, 5), ("c", 9), ("n9", 91)]
+    assert in_order[-1] == ("x", None)  # no line: last
+    assert len(entries) == len(rows) == len(list(entries))  # read again, the same
+    assert [e.custom_id for e in entries.in_file_order()] == [r["custom_id"] for r in rows]
+    with dlq_path.open("ab") as f:  # a run appending while dlq reads: not counted
+        f.write(orjson.dumps(dead("late", 1)) + b"\n")
+    assert len(list(entries)) == len(list(entries.in_file_order())) == len(rows)
 
 
 @pytest.mark.e2e
@@ -383,7 +405,21 @@ def test_requeue_builds_bodies_for_the_runs_endpoint_and_model(tmp_path: Path) -
     }
     assert "--endpoint /v1/fim/completions" in res.stdout  # how to send it
     no_model = build_requeue(live_entries(dlq_path), "/v1/fim/completions", None)
-    assert len(no_model.lines) == 1 and no_model.left_out == Counter(no_model=1)
+    assert len(list(no_model.lines)) == 1 and no_model.left_out == Counter(no_model=1)
+
+
+def test_requeue_writes_as_it_reads_and_leaves_no_half_file(tmp_path: Path) -> None:
+    out = tmp_path / "again.jsonl"
+    assert write_requeue(out, iter([])) == 0 and not out.exists()  # no line, no file
+
+    def lines() -> Iterator[bytes]:
+        yield b'{"custom_id": "a"}\n'
+        assert out.exists()  # written as the lines come, not once all are built
+        raise DlqError("the dead-letter file went away")
+
+    with pytest.raises(DlqError):
+        write_requeue(out, lines())
+    assert not out.exists()
 
 
 @pytest.mark.e2e

@@ -9,6 +9,7 @@ result is tied to the request it belongs to.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +24,12 @@ pytestmark = pytest.mark.e2e
 MODEL = "mistral-small-latest"
 CHAT_PATH = "/v1/chat/completions"
 CLIENTS = pytest.mark.parametrize("client", ["http", "sdk"])
-FAST = ("--backoff-base", "0.01", "--backoff-max", "0.05", "--timeout", "1")
+# A 2 s timeout: the SDK spends ~10 ms of CPU a call, so on a loaded 2-core machine a
+# 1 s timeout fired on healthy answers; the mock's timeout fault still hangs longer (3 s).
+FAST = ("--backoff-base", "0.01", "--backoff-max", "0.05", "--timeout", "2")
 RESULT_KEYS = ["custom_id", "response", "error", "batchrunner"]
-META_KEYS = {"line", "attempts", "latency_ms", "fp"}
+#: ts (issue 12): when the result completed, UTC, as a dead-letter line's ts.
+META_KEYS = {"ts", "line", "attempts", "latency_ms", "fp"}
 DEAD_KEYS = {"custom_id", "line", "request", "error", "attempts", "ts", "batchrunner"}
 
 MockFactory = Callable[..., MockProc]
@@ -126,6 +130,7 @@ def assert_result_shape(result: Row, line: int) -> None:
     assert isinstance(meta["attempts"], int) and meta["attempts"] >= 1
     assert isinstance(meta["latency_ms"], int | float) and meta["latency_ms"] >= 0
     assert isinstance(meta["fp"], str) and len(meta["fp"]) == 16
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", meta["ts"])
 
 
 # -- 1. all good ----------------------------------------------------------------------

@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchrunner.input.lines import BadLine, Item, fingerprint, parse_line, read_input
+from batchrunner.input.lines import (
+    DUPLICATE,
+    NEW,
+    BadLine,
+    Done,
+    Item,
+    fingerprint,
+    parse_line,
+    read_input,
+)
 from batchrunner.ledger.records import dead_line, input_dead_line
 from batchrunner.vocabulary import Failure
 
@@ -407,15 +416,27 @@ def test_read_input_done_ids_are_skipped_or_compared(tmp_path: Path) -> None:
             b'{"custom_id": "a", "prompt": "x"}',
             b'{"custom_id": "b", "body": 5}',
             b'{"prompt": "y"}',
+            b'{"custom_id": "a", "prompt": "again"}',
+            b'{"custom_id": "#3", "prompt": "z"}',  # line 3's implicit id
         ],
     )
-    done = {"a", "b"}.__contains__
-    fast = list(read_input(path, CHAT, "m", done))
-    assert [type(e).__name__ for e in fast] == ["Done", "Done", "Item"]
-    compared = list(read_input(path, CHAT, "m", done, compare_done=True))
-    # a done line that still makes a request comes back to be compared; one that no longer
+    outcomes = {"a": 7, "b": 8}
+
+    def claim(cid: str) -> int:  # each decided id once; the others are read_input's to track
+        return outcomes.pop(cid, DUPLICATE if cid in "ab" else NEW)
+
+    fast = list(read_input(path, CHAT, "m", claim))
+    assert [type(e).__name__ for e in fast] == ["Done", "Done", "Item", "BadLine", "BadLine"]
+    assert [e.outcome for e in fast[:2] if isinstance(e, Done)] == [7, 8]
+    assert all(isinstance(e, Done) and e.item is None for e in fast[:2])
+    assert [e.type for e in fast[3:] if isinstance(e, BadLine)] == ["duplicate_custom_id"] * 2
+    outcomes.update(a=7, b=8)
+    compared = list(read_input(path, CHAT, "m", claim, compare_done=True))
+    # a done line that still makes a request carries it, to be compared; one that no longer
     # does is still done (its result stands), never dead-lettered
-    assert [type(e).__name__ for e in compared] == ["Item", "Done", "Item"]
+    a, b = compared[:2]
+    assert isinstance(a, Done) and a.item is not None and a.item.custom_id == "a"
+    assert isinstance(b, Done) and b.item is None
 
 
 # --- properties -------------------------------------------------------------------------------

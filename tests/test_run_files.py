@@ -11,7 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from batchrunner.config import RunConfig
+from batchrunner.config import RunConfig, Shard, default_paths
+from batchrunner.dlq.entries import live_entries
 from batchrunner.errors import ConfigError, LedgerError
 from batchrunner.input.lines import Item, parse_line
 from batchrunner.input.scan import scan_input
@@ -21,8 +22,7 @@ from batchrunner.ledger.lock import RunLock
 from batchrunner.ledger.manifest import check_manifest, read_manifest, write_manifest
 from batchrunner.ledger.records import dead_line, input_dead_line, result_line
 from batchrunner.ledger.rewrite import drop_superseded
-from batchrunner.ledger.state import scan_readonly
-from batchrunner.runfiles import dead_letter_beside, default_paths, same_file
+from batchrunner.runfiles import dead_letter_beside, same_file
 from batchrunner.vocabulary import Failure
 
 CHAT = "/v1/chat/completions"
@@ -63,12 +63,12 @@ def test_dead_letters_go_beside_the_results(results: str, dead: str) -> None:
     assert dead_letter_beside(Path(results)) == Path(dead)
 
 
-def test_default_paths_follow_the_output() -> None:
+def test_default_paths_put_the_dead_letters_beside_the_results() -> None:
     assert default_paths(Path("d/in.jsonl")) == (
         Path("d/in.results.jsonl"),
         Path("d/in.dead.jsonl"),
     )
-    assert default_paths(Path("d/in.jsonl"), Path("B/res.jsonl"))[1] == Path("B/res.dead.jsonl")
+    assert default_paths(Path("d/in.jsonl"), Shard(2, 8))[1] == Path("d/in.shard-2-of-8.dead.jsonl")
 
 
 def test_same_file_by_identity_or_resolved_path(tmp_path: Path) -> None:
@@ -212,7 +212,8 @@ def test_the_rewrite_keeps_only_what_is_still_dead(tmp_path: Path) -> None:
     results.write_bytes(
         result_line(item("a", 1), {}, 1, 0.1) + result_line(item("f", 5), {}, 1, 0.1)
     )
-    before = {k: v for k, v in _live(results, dead).items()}
+    before = _live(results, dead)
+    assert before == [("b", 2, "bad_request"), ("c", 3, "bad_request"), (None, 4, "invalid_json")]
     assert drop_superseded(results, dead) == 3
     assert dead.read_bytes() == b"".join([lines[2], lines[3], lines[4], lines[5]])
     assert _live(results, dead) == before  # the same decisions, from the file alone
@@ -223,9 +224,9 @@ def test_the_rewrite_keeps_only_what_is_still_dead(tmp_path: Path) -> None:
     assert not (tmp_path / "out.dead.jsonl.rewrite").exists()
 
 
-def _live(results: Path, dead: Path) -> dict[str, object]:
-    state = scan_readonly(results, dead, with_fp=False)
-    return {cid: state.dead_entry(cid) is not None for cid in "abcf"}
+def _live(results: Path, dead: Path) -> list[tuple[str | None, int | None, str]]:
+    """The (id, line, type) of every entry in force, as ``dlq`` reads them."""
+    return [(e.custom_id, e.line, e.type) for e in live_entries(dead, results)]
 
 
 def test_no_dead_letter_file_nothing_to_rewrite(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ a refused overwrite exits 2, a failed write 3.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +21,15 @@ from rich.text import Text
 from batchrunner.cli.exits import Group
 from batchrunner.cli.files import check_dead_letter_file
 from batchrunner.config import ENDPOINTS
-from batchrunner.dlq.entries import DeadLetter, RunFiles, find_run, live_entries, select
+from batchrunner.dlq.entries import (
+    DeadLetter,
+    LiveEntries,
+    RunFiles,
+    find_run,
+    json_text,
+    live_entries,
+    select,
+)
 from batchrunner.dlq.requeue import Requeue, build_requeue, write_requeue
 from batchrunner.dlq.summary import Summary, summarise
 from batchrunner.errors import DlqError
@@ -72,7 +80,7 @@ def dlq() -> None:
     """
 
 
-def _load(dead_letter: Path, results: Path | None) -> tuple[list[DeadLetter], RunFiles]:
+def _load(dead_letter: Path, results: Path | None) -> tuple[LiveEntries, RunFiles]:
     warnings: list[str] = []
     check_dead_letter_file(dead_letter)
     run = find_run(dead_letter, results)
@@ -102,12 +110,12 @@ def _nothing(dead_letter: Path, err: bool = False) -> None:
 def summary(dead_letter: Path, results: Path | None, top: int, as_json: bool) -> None:
     """Count what is still dead by status and type, and its most common messages."""
     entries, run = _load(dead_letter, results)
-    s = summarise(entries, top)
+    s = summarise(entries.in_file_order(), top)
     if as_json:
         results_used = str(run.results) if run.results else None
         data = {"dead_letter": str(dead_letter), "results": results_used} | s.as_dict()
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
-    elif not entries:
+    elif not s.total:
         _nothing(dead_letter)
     else:
         console = Console()
@@ -158,16 +166,19 @@ def show(
     if not entries:
         _nothing(dead_letter, err=as_json)
         return
-    matching = list(select(entries, statuses, type_, grep))
+    matching, shown = 0, []
+    for e in select(entries, statuses, type_, grep):  # streamed: only the table is held
+        matching += 1
+        if limit is not None and matching > limit:
+            continue  # counted for the title, not shown
+        if as_json:
+            click.echo(e.text)
+        else:
+            shown.append(e)
     if not matching:
         click.echo(f"no entry matches, of {len(entries):,} still dead", err=True)
-        return
-    shown = matching[:limit] if limit else matching
-    if as_json:
-        for e in shown:
-            click.echo(orjson.dumps(e.record).decode())
-        return
-    Console().print(_entries_table(shown, len(matching), len(entries)))
+    elif not as_json:
+        Console().print(_entries_table(shown, matching, len(entries)))
 
 
 def _entries_table(shown: list[DeadLetter], matching: int, total: int) -> Table:
@@ -231,27 +242,34 @@ def requeue(
     endpoint = endpoint or _manifest_str(manifest, "endpoint") or _DEFAULT_ENDPOINT
     model = model or _manifest_str(manifest, "model")
     rq = build_requeue(select(entries, **filters), endpoint, model)
-    if rq.lines and to_stdout:
-        sys.stdout.buffer.writelines(rq.lines)  # the lines, and nothing else, on stdout
-        sys.stdout.flush()
-    elif rq.lines:
-        write_requeue(output, rq.lines, force=force)
-    _report(rq, output, endpoint, to_stdout)
+    write = _to_stdout if to_stdout else lambda lines: write_requeue(output, lines, force=force)
+    written = write(rq.lines)
+    _report(rq, written, output, endpoint, to_stdout)
 
 
-def _report(rq: Requeue, output: Path, endpoint: str, to_stdout: bool) -> None:
+def _to_stdout(lines: Iterable[bytes]) -> int:
+    """Write the lines, and nothing else, on stdout; how many."""
+    written = 0
+    for line in lines:
+        sys.stdout.buffer.write(line)
+        written += 1
+    sys.stdout.flush()
+    return written
+
+
+def _report(rq: Requeue, written: int, output: Path, endpoint: str, to_stdout: bool) -> None:
     if rq.left_out:
         n = sum(rq.left_out.values())
         click.echo(f"left out {n:,} entries that cannot be re-queued:", err=True)
         for type_, count in rq.left_out.most_common():
             click.echo(f"  {count:,} {type_}: {rq.reasons[type_]}", err=True)
-    if not rq.lines:
+    if not written:
         why = "every matching entry was left out" if rq.left_out else "no entry matches"
         click.echo(f"nothing to re-queue: {why}", err=True)
         return
     hint = "" if endpoint == _DEFAULT_ENDPOINT else f" --endpoint {endpoint}"
     where = "stdout" if to_stdout else str(output)
-    click.echo(f"re-queued {len(rq.lines):,} requests to {where}", err=to_stdout)
+    click.echo(f"re-queued {written:,} requests to {where}", err=to_stdout)
     if not to_stdout:
         click.echo(f"send them with: batchrunner run {output}{hint}")
 
@@ -290,7 +308,8 @@ def preview(request: Any, width: int = _PREVIEW) -> str:
     """A short view of a request: its last user message, prompt or input, or its text."""
     text = _request_text(request)
     if text is None:
-        text = request if isinstance(request, str) else orjson.dumps(request).decode()
+        text = request if isinstance(request, str) else json_text(request)
+        text = "(nested too deeply to show)" if text is None else text
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 

@@ -38,6 +38,7 @@ class ExitCode(IntEnum):
     ERROR = 3  # stopped on an error: a write failure, the breaker
     PAUSED = 4  # the account's quota is spent
     BUDGET = 5  # stopped at the token or cost budget
+    INCOMPLETE = 6  # merge: a shard missing or incomplete, an outcome doubled or left out
     INTERRUPTED = 130  # Ctrl-C / SIGTERM
 
 

@@ -16,7 +16,8 @@ from batchrunner.cli.dlq import dlq
 from batchrunner.cli.exits import Group
 from batchrunner.cli.export import export
 from batchrunner.cli.files import check_results_file
-from batchrunner.cli.run import job_settings, run
+from batchrunner.cli.merge import merge
+from batchrunner.cli.run import job_settings, resolved_shard, run
 from batchrunner.config import default_paths
 from batchrunner.ledger.status import run_status
 from batchrunner.mock.cli import mock_server
@@ -41,14 +42,16 @@ def status(target: Path, as_json: bool) -> None:
     results = target
     if target.suffix == ".toml":
         settings = job_settings(target)
-        results = Path(settings.get("output") or default_paths(Path(settings["input"]))[0])
+        shard = resolved_shard(settings.get("shard"))
+        results = Path(settings.get("output") or default_paths(Path(settings["input"]), shard)[0])
     check_results_file(results)
     st = run_status(results)
     if as_json:
         click.echo(orjson.dumps(st.as_dict(), option=orjson.OPT_INDENT_2).decode())
         return
     by = ", ".join(f"{k}: {v}" for k, v in sorted(st.dead_by_status.items()))
-    click.echo(f"input          {st.input} ({st.input_lines:,} non-blank lines)")
+    lines = f"{st.input_lines:,} non-blank lines" + (f" in shard {st.shard}" if st.shard else "")
+    click.echo(f"input          {st.input} ({lines})")
     click.echo(f"done           {st.done:,}")
     click.echo(f"dead-lettered  {st.dead:,}" + (f" ({by})" if by else ""))
     click.echo(f"pending        {st.pending:,}")
@@ -63,6 +66,7 @@ cli.add_command(run)
 cli.add_command(demo)
 cli.add_command(export)
 cli.add_command(dlq)
+cli.add_command(merge)
 cli.add_command(mock_server)
 
 

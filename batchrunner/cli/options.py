@@ -52,6 +52,12 @@ class CliOnly:
     summary_json: Path | None = field(
         default=None, metadata=option("Write the summary here, as JSON (-: stdout).")
     )
+    log_json: Path | None = field(
+        default=None, metadata=option("Append the run's events here as JSON lines (-: stderr).")
+    )
+    progress_interval: float = field(
+        default=5.0, metadata=option("Seconds between progress lines (off a terminal) and events.")
+    )
     dry_run: bool = field(
         default=False,
         metadata=option(
@@ -59,6 +65,12 @@ class CliOnly:
             job=False,
         ),
     )
+
+    def __post_init__(self) -> None:
+        if not self.progress_interval > 0:
+            expected = "a positive number"
+            message = f"progress_interval must be {expected}, not {self.progress_interval!r}"
+            raise ConfigError(message, setting="progress_interval", expected=expected)
 
     @property
     def level(self) -> int:

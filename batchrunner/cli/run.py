@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import sys
@@ -16,13 +17,17 @@ from batchrunner.api import prepared
 from batchrunner.cli.dryrun import show_dry_run
 from batchrunner.cli.exits import EXIT_CODES_HELP
 from batchrunner.cli.jobfile import load_job
-from batchrunner.cli.options import STDOUT, given, in_job_terms, run_options, split
+from batchrunner.cli.logjson import open_log
+from batchrunner.cli.options import STDOUT, CliOnly, given, in_job_terms, run_options, split
 from batchrunner.cli.report import report
 from batchrunner.cli.signals import run_with_signals
-from batchrunner.config import RunConfig
+from batchrunner.config import RunConfig, Shard
+from batchrunner.engine.events import Events
+from batchrunner.engine.stats import RunStats
 from batchrunner.errors import ConfigError
+from batchrunner.input.shard import resolve_shard
 
-__all__ = ["job_settings", "resume_command", "run"]
+__all__ = ["job_settings", "resolved_shard", "resume_command", "run"]
 
 _EPILOG = f"""\b
 Examples:
@@ -48,6 +53,8 @@ def run(**flags: Any) -> None:
     library["command"] = resume_command()
     library["mock_server"] = mock_server
     with _job_terms(job, set(settings) - set(flags)):
+        shard = resolved_shard(library.get("shard"))
+        library["shard"] = None if shard is None else str(shard)
         config = RunConfig(**library)
         if own.summary_json not in (None, STDOUT):
             config.check_apart("summary_json", own.summary_json)
@@ -57,9 +64,26 @@ def run(**flags: Any) -> None:
             # A file size limit must fail the write (EFBIG), not kill the process mid-line.
             if hasattr(signal, "SIGXFSZ"):
                 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-            stats = run_with_signals(ready, quiet=own.level > 0)
+            stats = _send(ready, own)
     stats.warnings[:0] = warnings
     sys.exit(report(stats, ready, own))
+
+
+def resolved_shard(value: str | None) -> Shard | None:
+    """``--shard`` as a shard (``auto/N`` from the environment), or ``None``."""
+    return None if value is None else resolve_shard(value, os.environ)
+
+
+def _send(config: RunConfig, own: CliOnly) -> RunStats:
+    """The run, its events written to ``--log-json`` when it is given."""
+    quiet, every = own.level > 0, own.progress_interval
+    if own.log_json is None:
+        return run_with_signals(config, quiet=quiet, interval=every)
+    with open_log(own.log_json, config) as log:
+        stats = run_with_signals(config, quiet=quiet, events=Events(log), interval=every)
+    if log.problem is not None:
+        stats.warnings.append(log.problem)
+    return stats
 
 
 def _settings(flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Path | None]:

@@ -14,14 +14,8 @@ from typing import IO, Any, Literal
 
 from batchrunner.export.index import OffsetIndex
 from batchrunner.input.lines import BadLine, Done, Item, read_input
-from batchrunner.ledger.records import loads_object, read_result
-from batchrunner.ledger.state import (
-    DeadEntry,
-    Decision,
-    LedgerState,
-    read_records,
-    scan_readonly,
-)
+from batchrunner.ledger.records import loads_object, read_records, result_id
+from batchrunner.ledger.state import DeadEntry, Decision, LedgerState, scan_readonly
 
 __all__ = ["Joined", "RunFiles", "joined"]
 
@@ -61,20 +55,15 @@ def joined(run: RunFiles) -> Iterator[Joined]:
     index = _index(run.results)
     with _open(run.results) as results, _open(run.dead_letter) as dead:
         entries = read_input(
-            run.input, run.endpoint, run.model, state.decided, True, run.implicit_prefix
+            run.input, run.endpoint, run.model, state.claim, True, run.implicit_prefix
         )
         for entry in entries:
             yield _join(entry, _decision(state, entry), run, results, dead, index)
 
 
 def _decision(state: LedgerState, entry: Item | BadLine | Done) -> Decision:
-    """What the files say of the line, by the ledger's rule (an Item may be a done line
-    read whole, to show what it asked)."""
-    if isinstance(entry, BadLine):
-        return state.decide(entry)
-    if not state.decided(entry.custom_id):
-        return None
-    return state.decide(Done(entry.custom_id, entry.line))
+    """What the files say of the line, by the ledger's rule (an Item is still to send)."""
+    return None if isinstance(entry, Item) else state.decide(entry)
 
 
 def _join(
@@ -85,7 +74,7 @@ def _join(
     dead: IO[bytes] | None,
     index: OffsetIndex,
 ) -> Joined:
-    item = entry if isinstance(entry, Item) else None
+    item = entry if isinstance(entry, Item) else entry.item if isinstance(entry, Done) else None
     endpoint = (item.endpoint if item else None) or run.endpoint
     request = entry.request if isinstance(entry, BadLine) else item.request if item else None
     body = item.body if item else None
@@ -103,9 +92,9 @@ def _join(
 def _index(results: Path) -> OffsetIndex:
     index = OffsetIndex()
     for offset, _, raw in read_records(results):
-        found = read_result(raw)
-        if found is not None:
-            index.put(found[0], offset)
+        cid = result_id(raw)
+        if cid is not None:
+            index.put(cid, offset)
     return index
 
 

@@ -8,6 +8,8 @@ adding what needs memory of earlier lines (duplicate ids). Line numbers are phys
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +22,11 @@ from batchrunner.input.idset import IdSet
 from batchrunner.vocabulary import InputProblem
 
 __all__ = [
+    "DUPLICATE",
     "IMPLICIT_ID_PREFIX",
+    "NEW",
     "BadLine",
+    "Claim",
     "Done",
     "Item",
     "fingerprint",
@@ -40,6 +45,19 @@ _BOM = b"\xef\xbb\xbf"
 #: Where a line's id came from: its ``custom_id`` string, a number there, or its line number.
 _Origin = Literal["given", "number", "line"]
 
+_NO_ID = object()
+
+#: What a :data:`Claim` answers for an id no earlier run decided: send it ...
+NEW = 0
+#: ... and for an id an earlier line of this read already named.
+DUPLICATE = -1
+#: ``claim(custom_id)``: :data:`NEW`, :data:`DUPLICATE`, or a positive number that stands for
+#: what an earlier run made of the id (the caller's own handle, given back on the :class:`Done`).
+Claim = Callable[[str], int]
+
+# Digits in a row that may make an integer past orjson's 64 bits (-2**63 has 19).
+_LONG_RUN = re.compile(rb"\d{19}")
+
 
 @dataclass(frozen=True, slots=True)
 class Item:
@@ -57,12 +75,16 @@ class Item:
     endpoint: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per line on resume, and frozen costs 2x
 class Done:
-    """A line whose id an earlier run already finished (see ``read_input(done=...)``)."""
+    """A line whose id an earlier run already decided (see ``read_input(claim=...)``)."""
 
     custom_id: str
     line: int
+    #: What ``claim`` answered for the id.
+    outcome: int
+    #: The line's request, when asked for (``compare_done``) and it still makes one.
+    item: Item | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,22 +131,22 @@ def _head(
     if not stripped:
         return None
     try:
-        obj = orjson.loads(stripped)
+        obj = _loads(stripped)
     except orjson.JSONDecodeError as exc:
         return _unparseable(stripped, line, exc)
     if not isinstance(obj, dict):
         kind = type(obj).__name__
         msg = f"line is a JSON {kind}, not an object"
         return BadLine(line, None, obj, "not_an_object", msg, stripped)
-    if "custom_id" not in obj:
+    custom_id = obj.get("custom_id", _NO_ID)
+    if type(custom_id) is str and custom_id:  # nearly always: the rest only when it is not
+        return obj, custom_id, stripped, "given"
+    if custom_id is _NO_ID:
         return obj, f"{implicit_prefix}{line}", stripped, "line"
-    custom_id = obj["custom_id"]
     if isinstance(custom_id, int) and not isinstance(custom_id, bool):
         return obj, str(custom_id), stripped, "number"
-    if not isinstance(custom_id, str) or not custom_id:
-        msg = f"custom_id must be a non-empty string (or a whole number), not {custom_id!r}"
-        return BadLine(line, None, obj, "invalid_custom_id", msg, stripped)
-    return obj, custom_id, stripped, "given"
+    msg = f"custom_id must be a non-empty string (or a whole number), not {custom_id!r}"
+    return BadLine(line, None, obj, "invalid_custom_id", msg, stripped)
 
 
 def _item(
@@ -173,6 +195,25 @@ def _route(obj: dict[str, Any], endpoint: str) -> tuple[bool, str] | str:
     return True, url
 
 
+def _loads(text: bytes) -> Any:
+    """``text`` parsed, its numbers as written. orjson reads an integer past 64 bits as a
+    float (2**64 + 1 becomes 1.8446744073709552e19), so a line with 19 digits in a row is
+    read again, keeping such integers as their digits (an ``orjson.Fragment``, which every
+    write of the request puts back as it was)."""
+    obj = orjson.loads(text)
+    if _LONG_RUN.search(text) is None:
+        return obj
+    try:
+        return json.loads(text, parse_int=_exact_int)
+    except RecursionError:  # deeper than the stdlib reads: keep orjson's reading
+        return obj
+
+
+def _exact_int(digits: str) -> int | orjson.Fragment:
+    number = int(digits)
+    return number if -(2**63) <= number < 2**64 else orjson.Fragment(digits.encode())
+
+
 def _unparseable(raw: bytes, line: int, exc: orjson.JSONDecodeError) -> BadLine:
     try:
         text = raw.decode("utf-8")
@@ -210,18 +251,18 @@ def read_input(
     path: Path,
     endpoint: str,
     model: str | None,
-    done: Callable[[str], bool] | None = None,
+    claim: Claim | None = None,
     compare_done: bool = False,
     implicit_prefix: str = IMPLICIT_ID_PREFIX,
 ) -> Iterator[Item | BadLine | Done]:
     """Stream ``path`` line by line; a repeated custom_id makes the later line a :class:`BadLine`.
 
-    With ``done``, a line whose id it accepts is yielded as a cheap :class:`Done` without
-    building its request: resuming a million done ids costs one JSON parse each. With
-    ``compare_done`` too, a done line that still makes a request is yielded as its
-    :class:`Item`, so its body can be compared with what was sent (an edited input).
-    The first line to name an id claims it, whether or not that line can be sent.
-    Only the ids' hashes are kept in memory (:class:`IdSet`), never the requests.
+    The first line to name an id claims it, whether or not that line can be sent. With
+    ``claim``, an id an earlier run decided is yielded as a cheap :class:`Done` without
+    building its request (resuming a million done ids costs one JSON parse each); ``claim``
+    also answers :data:`DUPLICATE` for the ids it knows. With ``compare_done`` too, the
+    :class:`Done` carries the line's request, so that it can be compared with what was sent
+    (an edited input). The other ids are kept in memory as hashes only (:class:`IdSet`).
     ``implicit_prefix`` names a line without custom_id (see :data:`IMPLICIT_ID_PREFIX`).
     """
     seen = _Claims()
@@ -233,23 +274,31 @@ def read_input(
                     yield head
                 continue
             obj, custom_id, stripped, origin = head
-            taken = seen.claim(custom_id, origin, implicit_prefix)
-            if taken is not None:
+            seen.note(custom_id, origin)
+            outcome = NEW if claim is None else claim(custom_id)
+            if outcome > 0 and not compare_done:  # most lines of a resumed run
+                yield Done(custom_id, line_no, outcome)
+                continue
+            if outcome == NEW and not seen.add(custom_id):
+                outcome = DUPLICATE
+            if outcome == DUPLICATE:
+                taken = seen.reason(custom_id, origin, implicit_prefix)
                 yield BadLine(line_no, custom_id, obj, "duplicate_custom_id", taken, stripped)
                 continue
-            if done is not None and done(custom_id):
-                if compare_done:
-                    parsed = _item(obj, custom_id, stripped, line_no, endpoint, model)
-                    yield parsed if isinstance(parsed, Item) else Done(custom_id, line_no)
-                else:
-                    yield Done(custom_id, line_no)
-                continue
-            yield _item(obj, custom_id, stripped, line_no, endpoint, model)
+            item = None
+            if outcome == NEW or compare_done:
+                item = _item(obj, custom_id, stripped, line_no, endpoint, model)
+            if outcome == NEW:
+                assert item is not None
+                yield item
+            else:  # decided before: its result or entry stands, even if the line is bad now
+                yield Done(custom_id, line_no, outcome, item if isinstance(item, Item) else None)
 
 
 class _Claims:
-    """The ids claimed so far, and why a second claim is refused, in words that say where
-    the clash comes from when the id was a number or a line number."""
+    """The ids still to send that were claimed so far (an earlier run's ids are the
+    ledger's to know), and why a second claim is refused, in words that say where the clash
+    comes from when the id was a number or a line number."""
 
     __slots__ = ("_numbers", "_seen")
 
@@ -257,12 +306,16 @@ class _Claims:
         self._seen = IdSet()
         self._numbers = IdSet()  # ids given as numbers: rare, so this stays small
 
-    def claim(self, custom_id: str, origin: _Origin, implicit_prefix: str) -> str | None:
-        """None when ``custom_id`` is new; else the reason this line is refused."""
+    def note(self, custom_id: str, origin: _Origin) -> None:
         if origin == "number":
             self._numbers.add(custom_id)
-        if self._seen.add(custom_id):
-            return None
+
+    def add(self, custom_id: str) -> bool:
+        """Whether ``custom_id`` is claimed here for the first time."""
+        return self._seen.add(custom_id)
+
+    def reason(self, custom_id: str, origin: _Origin, implicit_prefix: str) -> str:
+        """Why a second line naming ``custom_id`` is refused."""
         tail = "; only its first line is sent"
         if origin == "line":
             return (

@@ -1,8 +1,9 @@
 """The run manifest: what a set of output files was produced from.
 
 Kept beside the results as ``<results>.manifest.json``. Resuming onto files made from a
-different input file, endpoint, model or dead-letter file is refused; the same input whose
-content changed is allowed (appending lines is common) and reported.
+different input file, endpoint, model or dead-letter file, or for another ``--shard``, is
+refused; the same input whose content changed is allowed (appending lines is common) and
+reported.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "previous_input_size",
     "read_manifest",
     "write_manifest",
+    "write_merge_manifest",
 ]
 
 _VERSION = 1
@@ -79,6 +81,7 @@ def _describe(config: RunConfig, scan: InputScan, prefix: str = "") -> dict[str,
         "server_url": config.server_url,
         "command": config.command,
         _IMPLICIT: prefix,
+        "shard": config.shard,
     }
 
 
@@ -99,6 +102,7 @@ def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dic
     if old is None:
         return "new", None
     _check_same_run(config, old)
+    _check_shard(config, old.get("shard"))
     old_fp = old.get("input_fingerprint")
     if old_fp == scan.fingerprint:
         return "same", old
@@ -136,6 +140,18 @@ def _check_same_run(config: RunConfig, old: dict[str, Any]) -> None:
             )
 
 
+def _check_shard(config: RunConfig, old: object) -> None:
+    """Files of one shard hold only its lines: another shard, or none, must not resume them."""
+    if old == config.shard:
+        return
+    held = f"shard {old}" if old is not None else "the whole input (no --shard)"
+    wanted = f"shard {config.shard}" if config.shard is not None else "the whole input"
+    raise LedgerError(
+        f"{config.output_path} holds {held} and this run is for {wanted}; "
+        "give each shard its own -o/--dead-letter (the default names do)"
+    )
+
+
 def write_manifest(config: RunConfig, scan: InputScan, old: dict[str, Any] | None) -> None:
     """Record what the files are produced from; ``started_at``, the implicit id prefix and
     a model that this run was not given survive from the ``old`` manifest."""
@@ -144,18 +160,33 @@ def write_manifest(config: RunConfig, scan: InputScan, old: dict[str, Any] | Non
     data = _describe(config, scan, prefix) | {"started_at": _kept(old, "started_at") or now}
     data["model"] = config.model or _kept(old, "model")
     data["updated_at"] = now
-    path = manifest_path(config.output_path)
+    _replace(manifest_path(config.output_path), data)
+
+
+def _kept(old: dict[str, Any] | None, key: str) -> str | None:
+    value = old.get(key) if old else None
+    return value if isinstance(value, str) else None
+
+
+def write_merge_manifest(
+    config: RunConfig, scan: InputScan, prefix: str, merged_from: list[str]
+) -> None:
+    """The manifest of ``batchrunner merge``'s files: a run's description (so ``status``,
+    ``dlq`` and a later run without ``--shard`` read them as any run's, implicit ids spelt
+    with the shards' ``prefix``), plus the shard results files they were merged from."""
+    now = utc_iso()
+    data = _describe(config, scan, prefix) | {"started_at": now, "updated_at": now}
+    _replace(manifest_path(config.output_path), data | {"merged_from": merged_from})
+
+
+def _replace(path: Path, data: dict[str, Any]) -> None:
+    """Write ``path`` whole or not at all."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputWriteError(str(path), exc) from exc
-
-
-def _kept(old: dict[str, Any] | None, key: str) -> str | None:
-    value = old.get(key) if old else None
-    return value if isinstance(value, str) else None
 
 
 def move_aside(config: RunConfig) -> list[Path]:

@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 
 from batchrunner.errors import OutputWriteError
-from batchrunner.ledger.records import loads_object, read_dead
-from batchrunner.ledger.state import LedgerState, read_records, scan_readonly
+from batchrunner.ledger.records import loads_object, read_dead, read_records
+from batchrunner.ledger.state import LedgerState, scan_readonly
 
 __all__ = ["drop_superseded"]
 
@@ -31,7 +31,7 @@ def drop_superseded(results_path: Path, dead_path: Path) -> int:
             return 0
     except FileNotFoundError:
         return 0
-    state = scan_readonly(results_path, dead_path, with_fp=False)
+    state = scan_readonly(results_path, dead_path, with_fp=False, done_ids=False)
     tmp = dead_path.with_name(dead_path.name + ".rewrite")
     try:
         dropped = _write_kept(dead_path, tmp, state)
