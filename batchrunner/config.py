@@ -21,6 +21,14 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from batchrunner.errors import ConfigError
+from batchrunner.runfiles import (
+    check_apart,
+    check_distinct,
+    dead_letter_beside,
+    manifest_path,
+    recorded_dead_letter,
+    run_files,
+)
 
 __all__ = [
     "DEFAULT_SERVER_URL",
@@ -196,16 +204,15 @@ _SHARD = re.compile(r"(\d+)\s*/\s*(\d+)", re.ASCII)
 def default_paths(
     input_path: str | os.PathLike[str], shard: Shard | None = None
 ) -> tuple[Path, Path]:
-    """The results and dead-letter paths used when none are given: beside the input, named
-    after the shard when there is one (``prompts.shard-2-of-8.results.jsonl``)."""
+    """The results and dead-letter paths used when none are given: the results beside the
+    input, named after the shard when there is one (``prompts.shard-2-of-8.results.jsonl``),
+    the dead letters beside the results (:func:`~batchrunner.runfiles.dead_letter_beside`)."""
     input_path = Path(input_path)
     stem = input_path.name.removesuffix(".jsonl")
     if shard is not None:
         stem += f".shard-{shard.index}-of-{shard.count}"
-    return (
-        input_path.with_name(f"{stem}.results.jsonl"),
-        input_path.with_name(f"{stem}.dead.jsonl"),
-    )
+    results = input_path.with_name(f"{stem}.results.jsonl")
+    return results, dead_letter_beside(results)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -220,7 +227,8 @@ class RunConfig:
         metadata=option("A .jsonl file or a jobs/NAME.toml job file.", key="input", argument=True)
     )
     #: Paths may be given as ``str``; they are kept as :class:`Path`. Left out, the results
-    #: and dead-letter files go beside the input (:func:`default_paths`).
+    #: go beside the input and the dead letters beside the results (:func:`default_paths`),
+    #: or where the results' manifest says an earlier run put them.
     output_path: Path = field(
         default=_UNSET,
         metadata=option(
@@ -230,7 +238,9 @@ class RunConfig:
     dead_letter_path: Path = field(
         default=_UNSET,
         metadata=option(
-            "Dead-letter JSONL.", key="dead_letter", unset="<stem>.dead.jsonl beside INPUT"
+            "Dead-letter JSONL.",
+            key="dead_letter",
+            unset="<output stem>.dead.jsonl beside --output, or the one the run already uses",
         ),
     )
     endpoint: str = field(
@@ -348,6 +358,15 @@ class RunConfig:
         """The small run manifest kept beside the results file."""
         return manifest_path(self.output_path)
 
+    def files(self) -> list[tuple[str, Path]]:
+        """Every file a run reads or writes, each with what it is (:func:`run_files`)."""
+        return run_files(self.input_path, self.output_path, self.dead_letter_path)
+
+    def check_apart(self, setting: str, path: Path) -> None:
+        """Refuse ``path`` as ``setting`` (a file the config does not hold, such as the
+        summary) when it is one of the run's :meth:`files`, however it is spelled."""
+        check_apart(setting, path, self.files())
+
     @property
     def shard_spec(self) -> Shard | None:
         """``shard`` as a :class:`Shard`; ``None``: the whole input."""
@@ -359,18 +378,19 @@ RUN_SETTINGS = settings_of(RunConfig)
 
 
 def _convert(c: RunConfig) -> None:
-    """Paths given as ``str`` become :class:`Path`, the outputs left out go beside the
-    input, and a key not given is read from ``MISTRAL_API_KEY`` (a blank one is none)."""
+    """Paths given as ``str`` become :class:`Path`, the outputs left out go where
+    :func:`default_paths` (or the manifest of a run begun) says, and a key not given is read
+    from ``MISTRAL_API_KEY`` (a blank one is none)."""
     for name in ("input_path", "output_path", "dead_letter_path"):
         value = getattr(c, name)
         if not isinstance(value, str | os.PathLike):
             raise _refused(name, "a path (str or Path)", value)
         object.__setattr__(c, name, Path(value))
-    shard = Shard.parse(c.shard) if isinstance(c.shard, str) else None
-    out, dead = default_paths(c.input_path, shard)  # a bad shard is refused after this
+    shard = Shard.parse(c.shard) if isinstance(c.shard, str) else None  # a bad one: refused later
     if c.output_path == _UNSET:
-        object.__setattr__(c, "output_path", out)
+        object.__setattr__(c, "output_path", default_paths(c.input_path, shard)[0])
     if c.dead_letter_path == _UNSET:
+        dead = recorded_dead_letter(c.output_path) or dead_letter_beside(c.output_path)
         object.__setattr__(c, "dead_letter_path", dead)
     key = os.environ.get("MISTRAL_API_KEY", "") if c.api_key is None else c.api_key
     if not isinstance(key, str):
@@ -433,10 +453,7 @@ def _check_url(c: RunConfig) -> None:
 def _check_together(c: RunConfig) -> None:
     if c.retry_statuses and not c.retry_dead:
         raise _refused("retry_statuses", "given with retry_dead (it selects what is sent again)")
-    if c.output_path == c.dead_letter_path:
-        raise _refused("dead_letter_path", "a file other than output_path")
-    if c.input_path in (c.output_path, c.dead_letter_path):
-        raise _refused("input_path", "a file other than output_path and dead_letter_path")
+    check_distinct(c.files())
 
 
 def _check_secrets(c: RunConfig) -> None:
@@ -454,8 +471,3 @@ def _check_secrets(c: RunConfig) -> None:
     if credentials:
         expected = "a URL without a user name or password (the key goes in MISTRAL_API_KEY)"
         raise _refused("server_url", expected)
-
-
-def manifest_path(results: Path) -> Path:
-    """The small run manifest kept beside a results file."""
-    return results.with_name(results.name + ".manifest.json")

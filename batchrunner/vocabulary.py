@@ -21,6 +21,9 @@ Both ``rate_limited`` and ``capacity_exceeded`` are 429s. The first says the cli
 fast (slow down); the second that the server's side is full (Mistral's
 ``service_tier_capacity_exceeded``, ``backend_out_of_capacity``): sending slower would not
 help, so only ``rate_limited`` moves the adaptive rate.
+
+A retried failure that runs out of attempts is dead-lettered as ``retries_exhausted`` (or
+``retry_after_too_long``): :data:`TRANSIENT`, sent again by the next run.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any, Final, Literal, get_args
 
 __all__ = [
     "ACTIONS",
+    "TRANSIENT",
     "Action",
     "Failure",
     "FailureType",
@@ -96,6 +100,12 @@ ACTIONS: Final[dict[FailureType, Action]] = {
     "invalid_model": "hold",
     "quota_exceeded": "pause",
 }
+
+#: Dead-letter types that say nothing against the request: its attempts ran out on 429s,
+#: 5xx, timeouts, dropped connections or garbage 200s, or the server asked to wait longer
+#: than allowed. A re-run sends them again (after an outage, that is what a user wants);
+#: every other dead item waits for ``--retry-dead``.
+TRANSIENT: Final[frozenset[FailureType]] = frozenset({"retries_exhausted", "retry_after_too_long"})
 
 FAILURE_TYPES: Final[frozenset[str]] = frozenset(get_args(FailureType))
 INPUT_PROBLEMS: Final[frozenset[str]] = frozenset(get_args(InputProblem))
