@@ -47,10 +47,10 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise LedgerError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise LedgerError(f"cannot read {path}: {exc.strerror or exc}", path=path) from None
     except orjson.JSONDecodeError as exc:
         raise LedgerError(
-            f"{path} is not valid JSON ({exc.msg}); remove it or use --restart"
+            f"{path} is not valid JSON ({exc.msg}); remove it or use `restart`", path=path
         ) from None
     return data if isinstance(data, dict) else None
 
@@ -103,8 +103,9 @@ def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dic
         if old.get(key) != new[key]:
             raise LedgerError(
                 f"{config.output_path} was produced from {what} {old.get(key)} and this run "
-                f"uses {new[key]}; pass --restart to start over (old files are kept) "
-                "or choose another -o/--dead-letter"
+                f"uses {new[key]}; pass `restart` to start over (old files are kept) "
+                "or choose another `output_path`/`dead_letter_path`",
+                path=config.output_path,
             )
     _check_shard(config, old.get("shard"))
     old_fp = old.get("input_fingerprint")
@@ -115,8 +116,9 @@ def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dic
     if not config.allow_changed_input:
         raise LedgerError(
             f"{config.input_path} was edited since {config.output_path} was written; "
-            "pass --allow-changed-input to continue (done ids are not re-sent, changed ones "
-            "are counted) or --restart to start over (old files are kept)"
+            "pass `allow_changed_input` to continue (done ids are not re-sent, changed ones "
+            "are counted) or `restart` to start over (old files are kept)",
+            path=config.input_path,
         )
     return "edited", old
 
@@ -169,7 +171,7 @@ def _replace(path: Path, data: dict[str, Any]) -> None:
 
 
 def move_aside(config: RunConfig) -> list[Path]:
-    """``--restart``: rename the old files with a timestamp; never delete them."""
+    """``restart``: rename the old files with a timestamp; never delete them."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
     moved = []
     for path in (config.output_path, config.dead_letter_path, manifest_path(config.output_path)):
