@@ -3,6 +3,8 @@
 :func:`prepared` is what both they and the command line do before a run: the files checked
 (input first, so that a missing input is not reported as a missing key), the key looked
 for, and the embedded mock server started when the config asks for it.
+
+May import: ``config``, ``errors``, ``vocabulary``, ``engine``, ``mock``.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ estimated, the worst-case cost and the time the limits allow. ``batchrunner run 
 shows it; a script can call :func:`dry_run` itself.
 
 The whole input is counted, whatever an earlier run already did.
+
+May import: ``config``, ``errors``, ``vocabulary``, ``input``, ``limits``.
 """
 
 from __future__ import annotations
