@@ -38,6 +38,8 @@ __all__ = ["dlq"]
 
 _DEFAULT_ENDPOINT = "/v1/chat/completions"
 _STDOUT = Path("-")
+#: Characters of a request ``dlq show`` shows: enough to recognise a prompt, short enough
+#: that the table keeps room for the message beside it.
 _PREVIEW = 60
 F = TypeVar("F", bound=Callable[..., Any])
 

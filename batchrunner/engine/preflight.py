@@ -20,6 +20,8 @@ from batchrunner.input.lines import BadLine, Item, read_input
 
 __all__ = ["check_server", "first_item"]
 
+#: Seconds the ``GET /v1/models`` check waits (the run's timeout, if shorter). Long enough
+#: for a slow API; short enough that an unreachable server is refused before a long wait.
 _TIMEOUT = 15.0
 
 

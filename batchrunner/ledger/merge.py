@@ -42,6 +42,8 @@ from batchrunner.ledger.state import Decision, LedgerState, scan_readonly
 
 __all__ = ["MergeReport", "merge_shards"]
 
+#: The merged files' write buffer: millions of short lines go out in few system calls;
+#: larger saves calls no one would notice, for memory held through the whole merge.
 _BUFFER = 1 << 20
 
 
