@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from batchrunner.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_ENDPOINT",
     "DEFAULT_SERVER_URL",
     "ENDPOINTS",
     "MAX_POOL",
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 DEFAULT_SERVER_URL = "https://api.mistral.ai"
+DEFAULT_ENDPOINT = "/v1/chat/completions"
 
 #: The Mistral Batch API endpoint names this tool can send, and the body field each needs.
 ENDPOINTS: dict[str, str] = {
@@ -228,7 +230,7 @@ class RunConfig:
         ),
     )
     endpoint: str = field(
-        default="/v1/chat/completions",
+        default=DEFAULT_ENDPOINT,
         metadata=option("API endpoint.", choices=tuple(ENDPOINTS)),
     )
     model: str | None = field(
