@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_ENDPOINT",
     "DEFAULT_SERVER_URL",
     "ENDPOINTS",
+    "MANIFEST_SUFFIX",
     "MAX_POOL",
     "RUN_SETTINGS",
     "ClientKind",
@@ -431,6 +432,10 @@ def _check_secrets(c: RunConfig) -> None:
         raise _refused("server_url", expected)
 
 
+#: A run manifest is its results file's name plus this.
+MANIFEST_SUFFIX = ".manifest.json"
+
+
 def manifest_path(results: Path) -> Path:
     """The small run manifest kept beside a results file."""
-    return results.with_name(results.name + ".manifest.json")
+    return results.with_name(results.name + MANIFEST_SUFFIX)

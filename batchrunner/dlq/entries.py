@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from batchrunner.config import manifest_path
+from batchrunner.config import MANIFEST_SUFFIX, manifest_path
 from batchrunner.errors import DlqError, DlqWriteError, LedgerError
 from batchrunner.ledger.manifest import read_manifest
 from batchrunner.ledger.records import DeadFields, loads_object, read_dead, read_records
@@ -98,7 +98,7 @@ def _manifest_for(dead_letter: Path) -> dict[str, Any] | None:
     target = dead_letter.resolve()
     try:
         candidates = sorted(
-            dead_letter.parent.glob("*.manifest.json"), key=lambda p: p.stat().st_mtime
+            dead_letter.parent.glob(f"*{MANIFEST_SUFFIX}"), key=lambda p: p.stat().st_mtime
         )
     except OSError:
         return None
