@@ -37,6 +37,7 @@ from batchrunner.cli.dlq import dlq
 from batchrunner.dlq.entries import DlqError, find_run, live_entries
 from batchrunner.dlq.requeue import build_requeue, write_requeue
 from batchrunner.dlq.summary import normalise
+from batchrunner.errors import DlqWriteError
 from batchrunner.ledger import table
 
 MODEL = "mistral-small-latest"
@@ -420,6 +421,20 @@ def test_requeue_writes_as_it_reads_and_leaves_no_half_file(tmp_path: Path) -> N
     with pytest.raises(DlqError):
         write_requeue(out, lines())
     assert not out.exists()
+
+
+def test_requeue_write_errors_carry_the_path_and_name_the_setting(tmp_path: Path) -> None:
+    taken = tmp_path / "taken.jsonl"
+    taken.write_text("keep me\n")
+    with pytest.raises(DlqError) as refused:
+        write_requeue(taken, [b"{}\n"])
+    assert refused.value.path == str(taken) and "`force`" in str(refused.value)
+    assert taken.read_text() == "keep me\n"
+    nowhere = tmp_path / "missing" / "out.jsonl"
+    with pytest.raises(DlqWriteError) as failed:
+        write_requeue(nowhere, [b"{}\n"])
+    assert failed.value.path == str(nowhere) and isinstance(failed.value.cause, OSError)
+    assert str(failed.value).startswith(f"cannot write {nowhere}: ")
 
 
 @pytest.mark.e2e

@@ -94,8 +94,7 @@ def write_requeue(path: Path, lines: Iterable[bytes], *, force: bool = False) ->
     except FileExistsError:
         raise DlqError(f"{path} already exists; pass `force` to overwrite it", path=path) from None
     except OSError as exc:
-        message = f"cannot write {path}: {exc.strerror or exc}"
-        raise DlqWriteError(message, path=path, cause=exc) from None
+        raise _cannot_write(path, exc) from None
     written = 1
     try:
         with f:
@@ -107,7 +106,11 @@ def write_requeue(path: Path, lines: Iterable[bytes], *, force: bool = False) ->
         with contextlib.suppress(OSError):  # half a file would pass for the whole list
             path.unlink()
         if isinstance(exc, OSError):
-            message = f"cannot write {path}: {exc.strerror or exc}"
-            raise DlqWriteError(message, path=path, cause=exc) from None
+            raise _cannot_write(path, exc) from None
         raise
     return written
+
+
+def _cannot_write(path: Path, exc: OSError) -> DlqWriteError:
+    message = f"cannot write {path}: {exc.strerror or exc}"
+    return DlqWriteError(message, path=path, cause=exc)
