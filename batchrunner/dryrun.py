@@ -80,8 +80,8 @@ def dry_run(config: RunConfig) -> DryRun:
     load_exact_tokenizer()  # the real tokenizer when it is installed: the estimate the run makes
     try:
         prices = price_table(config.prices)
-    except ValueError as exc:
-        raise ConfigError(f"prices: {exc}", setting="prices") from None
+    except ValueError as exc:  # its message names the prices entry at fault
+        raise ConfigError(str(exc), setting="prices", found=config.prices) from None
     estimators: dict[str, CompletionEstimator] = {}
     plan = DryRun()
     shard = config.shard_spec
