@@ -227,7 +227,8 @@ def _check_targets(
     ]
     for target in (output, dead_letter):
         if any(_same(target, p) for p in theirs):
-            raise LedgerError(f"{target} is one of the files being merged: choose another")
+            message = f"{target} is one of the files being merged: choose another"
+            raise LedgerError(message, path=target)
     if _same(output, dead_letter):
         raise LedgerError("the merged results and dead-letter files must be two files")
     manifest = read_manifest(manifest_path(output))
@@ -236,7 +237,8 @@ def _check_targets(
         if target.exists() and target.stat().st_size and not merged:
             raise LedgerError(
                 f"{target} exists and is not the output of a merge: "
-                "choose another -o/--dead-letter, or move it away"
+                "choose another -o/--dead-letter, or move it away",
+                path=target,
             )
 
 
