@@ -91,14 +91,13 @@ def stop_code(reason: StopReason | None) -> ExitCode:
 def message(exc: BatchRunnerError) -> str:
     """The one line shown for ``exc``, settings spelled as flags: a refused one
     (``rps must be ...`` becomes ``--rps must be ...``) and any named between backticks."""
-    text = flags_for(str(exc))
-    if not isinstance(exc, ConfigError) or exc.setting not in FLAGS or exc.expected is None:
-        return text
-    head = f"{exc.setting} must be {exc.expected}"
-    if not text.startswith(head):  # not the library's shape, e.g. a job file's own message
-        return text
-    expected = _SETTING_NAMES.sub(lambda m: FLAGS[m.group(0)], exc.expected)
-    return f"{FLAGS[exc.setting]} must be {expected}{text.removeprefix(head)}"
+    text = str(exc)
+    if isinstance(exc, ConfigError) and exc.setting in FLAGS and exc.expected is not None:
+        head = f"{exc.setting} must be {exc.expected}"
+        if text.startswith(head):  # else not the library's shape: a job file's own message
+            expected = _SETTING_NAMES.sub(lambda m: FLAGS[m.group(0)], exc.expected)
+            return f"{FLAGS[exc.setting]} must be {expected}{text.removeprefix(head)}"
+    return flags_for(text)
 
 
 def flags_for(text: str) -> str:
