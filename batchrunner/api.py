@@ -34,7 +34,7 @@ Progress = Callable[[RunStats], None]
 MOCK_KEY = "mock-key"
 _NO_KEY = (
     "MISTRAL_API_KEY is not set: export it (a mock server started by hand takes any value), "
-    "or use the embedded mock server (--mock, or mock=True in RunConfig)"
+    "or use the embedded mock server (`mock`)"
 )
 
 

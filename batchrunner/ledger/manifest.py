@@ -127,11 +127,12 @@ def _check_shard(config: RunConfig, old: object) -> None:
     """Files of one shard hold only its lines: another shard, or none, must not resume them."""
     if old == config.shard:
         return
-    held = f"shard {old}" if old is not None else "the whole input (no --shard)"
+    held = f"shard {old}" if old is not None else "the whole input (no `shard`)"
     wanted = f"shard {config.shard}" if config.shard is not None else "the whole input"
     raise LedgerError(
         f"{config.output_path} holds {held} and this run is for {wanted}; "
-        "give each shard its own -o/--dead-letter (the default names do)"
+        "give each shard its own `output_path`/`dead_letter_path` (the default names do)",
+        path=config.output_path,
     )
 
 

@@ -237,7 +237,7 @@ def _check_targets(
         if target.exists() and target.stat().st_size and not merged:
             raise LedgerError(
                 f"{target} exists and is not the output of a merge: "
-                "choose another -o/--dead-letter, or move it away",
+                "choose another `output_path`/`dead_letter_path`, or move it away",
                 path=target,
             )
 

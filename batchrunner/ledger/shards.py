@@ -66,12 +66,12 @@ def _shard_files(results: Path) -> ShardFiles:
     manifest = read_manifest(manifest_path(results))
     if manifest is None:
         raise LedgerError(
-            f"no run manifest beside {results}: is it the results file of a --shard run?",
+            f"no run manifest beside {results}: is it the results file of a `shard` run?",
             path=results,
         )
     shard = Shard.parse(str(manifest.get("shard") or ""))
     if shard is None:
-        message = f"{results} holds a run without --shard: there is nothing to merge"
+        message = f"{results} holds a run without `shard`: there is nothing to merge"
         raise LedgerError(message, path=results)
     return ShardFiles(shard, results, _dead_of(results, manifest), manifest)
 
