@@ -17,6 +17,7 @@ from batchrunner.cli.exits import Group
 from batchrunner.cli.export import export
 from batchrunner.cli.files import check_results_file
 from batchrunner.cli.merge import merge
+from batchrunner.cli.progress import counts
 from batchrunner.cli.run import job_settings, resolved_shard, run
 from batchrunner.config import default_paths
 from batchrunner.ledger.status import run_status
@@ -49,7 +50,7 @@ def status(target: Path, as_json: bool) -> None:
     if as_json:
         click.echo(orjson.dumps(st.as_dict(), option=orjson.OPT_INDENT_2).decode())
         return
-    by = ", ".join(f"{k}: {v}" for k, v in sorted(st.dead_by_status.items()))
+    by = counts(st.dead_by_status)
     lines = f"{st.input_lines:,} non-blank lines" + (f" in shard {st.shard}" if st.shard else "")
     click.echo(f"input          {st.input} ({lines})")
     click.echo(f"done           {st.done:,}")
