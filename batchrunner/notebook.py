@@ -10,7 +10,8 @@ when none is given). With a ``workdir`` the files stay, and the same list run ag
 resumes instead of sending twice. The results are read back whole: this is for lists that
 fit in memory; for files, use :func:`batchrunner.run` and ``batchrunner export``.
 
-May import: ``config``, ``errors``, ``runfiles``, ``vocabulary``, ``input``, ``ledger``, ``export``, ``api``.
+May import: ``config``, ``errors``, ``runfiles``, ``vocabulary``, ``input``, ``ledger``,
+``export``, ``api``.
 """
 
 from __future__ import annotations
