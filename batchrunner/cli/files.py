@@ -10,11 +10,17 @@ from typing import Literal
 
 import orjson
 
-from batchrunner.config import default_paths
-from batchrunner.errors import DlqError, LedgerError
+from batchrunner.config import RunConfig, default_paths
+from batchrunner.errors import ConfigError, DlqError, LedgerError
 from batchrunner.ledger.manifest import read_manifest
 
-__all__ = ["FileKind", "check_dead_letter_file", "check_results_file", "kind_of"]
+__all__ = [
+    "FileKind",
+    "check_dead_letter_file",
+    "check_results_file",
+    "kind_of",
+    "refuse_run_file",
+]
 
 FileKind = Literal["results", "dead_letter", "input", "manifest", "job", "other", "empty"]
 
@@ -96,3 +102,20 @@ def _dead_letter_of(results: Path) -> Path:
         return Path(named)
     stem = results.name.removesuffix(".results.jsonl")
     return results.with_name(f"{stem}.dead.jsonl")
+
+
+def refuse_run_file(path: Path, config: RunConfig, setting: str) -> None:
+    """A side file ``run`` writes (``--log-json``, ``--summary-json``) must be none of the
+    run's own files: writing it would overwrite or interleave the input, results, dead
+    letters or manifest. Checked before anything is sent."""
+    own = (config.input_path, config.output_path, config.dead_letter_path, config.manifest_path)
+    if any(_same(path, p) for p in own):
+        expected = "a file other than the run's input, results, dead-letter and manifest"
+        raise ConfigError(f"{setting} must be {expected}", setting=setting, expected=expected)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:  # one does not exist (yet): compare where they would be
+        return a.resolve() == b.resolve()

@@ -16,6 +16,7 @@ import click
 from batchrunner.api import prepared
 from batchrunner.cli.dryrun import show_dry_run
 from batchrunner.cli.exits import EXIT_CODES_HELP
+from batchrunner.cli.files import refuse_run_file
 from batchrunner.cli.jobfile import load_job
 from batchrunner.cli.logjson import open_log
 from batchrunner.cli.options import STDOUT, CliOnly, given, in_job_terms, run_options, split
@@ -56,6 +57,7 @@ def run(**flags: Any) -> None:
         shard = resolved_shard(library.get("shard"))
         library["shard"] = None if shard is None else str(shard)
         config = RunConfig(**library)
+        _check_summary_path(own.summary_json, config)
         if own.dry_run:
             sys.exit(show_dry_run(config, as_json=own.json_to_stdout))
         with prepared(config) as (ready, warnings):
@@ -70,6 +72,20 @@ def run(**flags: Any) -> None:
 def resolved_shard(value: str | None) -> Shard | None:
     """``--shard`` as a shard (``auto/N`` from the environment), or ``None``."""
     return None if value is None else resolve_shard(value, os.environ)
+
+
+def _check_summary_path(path: Path | None, config: RunConfig) -> None:
+    """``--summary-json`` is written when the run ends: a path it could not be written to, or
+    one of the run's own files it would overwrite, is refused before anything is sent."""
+    if path is None or path == STDOUT:
+        return
+    refuse_run_file(path, config, "summary_json")
+    where = "a file in an existing folder (create the folder first)"
+    if path.is_dir() or not path.parent.is_dir():
+        found = path if path.is_dir() else path.parent
+        raise ConfigError(
+            f"summary_json must be {where}: {found}", setting="summary_json", expected=where
+        )
 
 
 def _send(config: RunConfig, own: CliOnly) -> RunStats:
