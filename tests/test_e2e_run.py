@@ -672,9 +672,10 @@ def test_summary_json_unwritable_path_is_a_clean_error(
         timeout=60,
     )  # fmt: skip
 
-    assert res.code == 3, (res.code, res.stderr)  # the run stopped on a write error
+    # Refused before anything is sent (it used to fail after the whole run, exit 3).
+    assert res.code == 2, (res.code, res.stderr)
     assert_clean(res)
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
-    assert "summary.json" in res.stderr
-    # The outcomes themselves were written before the summary failed.
-    assert [r["custom_id"] for r in read_jsonl(tmp_path / "in.results.jsonl")] == ["a"]
+    assert "no-such-dir" in res.stderr and "--summary-json" in res.stderr
+    assert mock.stats()["total"] == 0
+    assert not (tmp_path / "in.results.jsonl").exists()
