@@ -10,7 +10,8 @@ A small library under the ``batchrunner`` command::
                           dead_letter_path=dead, model="mistral-small-latest", rps=5))
     print(stats.ok, stats.dead)
 
-Inside a running event loop (a notebook), use ``await Engine(config).run()``.
+Inside a running event loop (a notebook), use ``await Engine(config).run()`` (for
+``via="batch"``, ``await batchrunner.batch.run.BatchRun(config).run()``).
 """
 
 from __future__ import annotations
@@ -38,5 +39,11 @@ __all__ = [
 
 
 def run(config: RunConfig) -> RunStats:
-    """Run ``config`` to completion and return its counters (blocking)."""
+    """Run ``config`` to completion and return its counters (blocking): online, or as
+    Batch API jobs with ``via="batch"``."""
+    if config.via == "batch":
+        # Imported here: the SDK it needs costs every other command ~0.4 s to load.
+        from batchrunner.batch.run import BatchRun
+
+        return anyio.run(BatchRun(config).run, backend="asyncio")
     return anyio.run(Engine(config).run, backend="asyncio")

@@ -19,6 +19,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from batchrunner.errors import ConfigError
 
 __all__ = [
+    "BATCH_MAX_BYTES",
     "DEFAULT_SERVER_URL",
     "ENDPOINTS",
     "MAX_POOL",
@@ -28,7 +29,9 @@ __all__ = [
     "Option",
     "RunConfig",
     "Setting",
+    "Via",
     "default_paths",
+    "jobs_dir",
     "manifest_path",
     "option",
     "settings_of",
@@ -50,6 +53,13 @@ ENDPOINTS: dict[str, str] = {
 MAX_POOL = 1024
 
 ClientKind = Literal["http", "sdk"]
+
+#: ``online`` sends each request itself; ``batch`` hands them to Mistral's Batch API as jobs.
+Via = Literal["online", "batch"]
+
+#: The size cap of one uploaded batch file: under the Files API's 512 MB, with room for
+#: the multipart envelope whichever way "MB" is counted.
+BATCH_MAX_BYTES = 500_000_000
 
 #: What a setting holds, as a command line and a job file spell it.
 Kind = Literal["bool", "int", "number", "str", "path", "ints", "table"]
@@ -252,6 +262,30 @@ class RunConfig:
         default=True,
         metadata=option("Check key and model with GET /v1/models first.", switch=True),
     )
+    via: Via = field(default="online", metadata=option("Send online, or as Batch API jobs."))
+    batch_max_requests: int = field(
+        default=1_000_000, metadata=option("With --via batch: requests per job at most.")
+    )
+    batch_max_bytes: int = field(
+        default=BATCH_MAX_BYTES, metadata=option("With --via batch: bytes per uploaded file.")
+    )
+    batch_group_by_model: bool = field(
+        default=False,
+        metadata=option("With --via batch: one job per model (else other models are dead)."),
+    )
+    #: Polling waits grow from ``batch_poll`` to ``batch_poll_max`` (x1.5 a poll).
+    batch_poll: float = field(
+        default=5.0, metadata=option("With --via batch: first wait between polls, seconds.")
+    )
+    batch_poll_max: float = field(
+        default=60.0, metadata=option("With --via batch: longest wait between polls, seconds.")
+    )
+    cancel: bool = field(
+        default=False,
+        metadata=option(
+            "With --via batch: cancel this run's live jobs, keep what they sent.", job=False
+        ),
+    )
     api_key: str | None = field(default=None, repr=False)
     fsync_interval: float = 1.0
     #: The command that started the run, recorded so that ``status`` can say how to resume.
@@ -292,7 +326,15 @@ def _refused(setting: str, expected: str, found: object = _NOT_SHOWN) -> ConfigE
 
 
 def _check_ranges(c: RunConfig) -> None:
-    least = {"concurrency": 1, "tpm": 1, "max_attempts": 1, "reorder_buffer": 1, "breaker": 0}
+    least = {
+        "concurrency": 1,
+        "tpm": 1,
+        "max_attempts": 1,
+        "reorder_buffer": 1,
+        "breaker": 0,
+        "batch_max_requests": 1,
+        "batch_max_bytes": 1,
+    }
     for name, low in least.items():
         value = getattr(c, name)
         if value is not None and value < low:
@@ -302,7 +344,8 @@ def _check_ranges(c: RunConfig) -> None:
     # inf is a meaningful timeout (wait for ever), but not a meaningful rate cap.
     if c.rps is not None and not (c.rps > 0 and math.isfinite(c.rps)):
         raise _refused("rps", "a positive number", c.rps)
-    for name in ("timeout", "backoff_max", "max_retry_after", "drain_timeout", "max_cost"):
+    positive = ("timeout", "backoff_max", "max_retry_after", "drain_timeout", "max_cost")
+    for name in (*positive, "batch_poll", "batch_poll_max"):
         value = getattr(c, name)
         if value is not None and not value > 0:
             raise _refused(name, "a positive number", value)
@@ -315,8 +358,20 @@ def _check_together(c: RunConfig) -> None:
         raise _refused("dead_letter_path", "a file other than output_path")
     if c.input_path in (c.output_path, c.dead_letter_path):
         raise _refused("input_path", "a file other than output_path and dead_letter_path")
+    if c.cancel and c.via != "batch":
+        raise _refused("cancel", "given with via batch (it cancels this run's batch jobs)")
+    if c.via == "batch" and c.model is None and not c.batch_group_by_model:
+        expected = "given with via batch (a batch job runs one model), or batch_group_by_model"
+        raise _refused("model", expected)
+    if c.batch_poll_max < c.batch_poll:
+        raise _refused("batch_poll_max", "at least batch_poll", c.batch_poll_max)
 
 
 def manifest_path(results: Path) -> Path:
     """The small run manifest kept beside a results file."""
     return results.with_name(results.name + ".manifest.json")
+
+
+def jobs_dir(results: Path) -> Path:
+    """The folder beside a results file that records the run's Batch API jobs."""
+    return results.with_name(results.name + ".jobs")

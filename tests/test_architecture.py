@@ -19,10 +19,11 @@ ALLOWED: dict[str, set[str]] = {
     "limits": _CORE | {"input"},
     "ledger": _CORE | {"input"},
     "engine": _CORE | {"input", "clients", "limits", "ledger"},
+    "batch": _CORE | {"input", "clients", "limits", "ledger", "engine"},
     "dlq": _CORE | {"input", "ledger"},
     "mock": {"errors"},
-    "cli": _CORE | {"input", "clients", "limits", "ledger", "engine", "dlq", "mock"},
-    "__init__": _CORE | {"engine", "ledger", "mock"},
+    "cli": _CORE | {"input", "clients", "limits", "ledger", "engine", "batch", "dlq", "mock"},
+    "__init__": _CORE | {"engine", "batch", "ledger", "mock"},
     "__main__": {"cli"},
 }
 

@@ -43,6 +43,9 @@ JOB_KEYS_BEFORE = {
     "backoff_max", "max_retry_after", "drain_timeout", "quiet", "summary_json",
     "allow_changed_input", "breaker", "preflight", "tpm", "ordered", "reorder_buffer",
     "max_tokens_total", "max_cost", "prices",
+    # --via batch (issue 11)
+    "via", "batch_max_requests", "batch_max_bytes", "batch_group_by_model", "batch_poll",
+    "batch_poll_max",
 }  # fmt: skip
 #: Set by the program, not by a user: no flag, no job-file key.
 NOT_OPTIONS = {"api_key", "fsync_interval", "command"}
@@ -74,9 +77,9 @@ def test_every_setting_has_a_flag_and_a_job_key() -> None:
     assert fields - described == NOT_OPTIONS
     for s in SETTINGS:
         # Job files only: the per-model price tables. Command line only: what one
-        # invocation does (start over, re-send the dead).
+        # invocation does (start over, re-send the dead, cancel the batch jobs).
         assert (s.key in run_params) == (s.name != "prices"), s.name
-        once = s.name in {"restart", "retry_dead", "retry_statuses"}
+        once = s.name in {"restart", "retry_dead", "retry_statuses", "cancel"}
         assert (s.key in JOB_SETTINGS) == (not once), s.name
     assert set(JOB_SETTINGS) == JOB_KEYS_BEFORE
     assert FLAGS["rps"] == "--rps" and FLAGS["retry_statuses"] == "--status"
@@ -175,7 +178,10 @@ def test_every_error_has_its_exit_code() -> None:
 def test_every_stop_reason_has_its_exit_code() -> None:
     assert set(STOP_CODES) == set(get_args(StopReason))
     codes = {reason: int(stop_code(reason)) for reason in get_args(StopReason)}
-    assert codes == {"interrupted": 130, "fatal": 3, "write_error": 3, "quota": 4, "budget": 5}
+    assert codes == {
+        "interrupted": 130, "fatal": 3, "write_error": 3, "quota": 4, "budget": 5,
+        "incomplete": 3,
+    }  # fmt: skip
 
 
 def test_errors_carry_their_context() -> None:

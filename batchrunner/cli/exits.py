@@ -26,7 +26,7 @@ class ExitCode(IntEnum):
     OK = 0  # every input line has a result
     DEAD_LETTERED = 1  # some lines are dead-lettered
     USAGE = 2  # usage or configuration error: nothing was sent
-    ERROR = 3  # stopped on an error: a write failure, the breaker
+    ERROR = 3  # stopped on an error: a write failure, the breaker, a batch job that fell short
     PAUSED = 4  # the account's quota is spent
     BUDGET = 5  # stopped at the token or cost budget
     INTERRUPTED = 130  # Ctrl-C / SIGTERM
@@ -45,6 +45,7 @@ STOP_CODES: Final[dict[StopReason, ExitCode]] = {
     "write_error": ExitCode.ERROR,
     "quota": ExitCode.PAUSED,
     "budget": ExitCode.BUDGET,
+    "incomplete": ExitCode.ERROR,
 }
 
 

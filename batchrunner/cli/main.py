@@ -17,15 +17,18 @@ import click
 import orjson
 from rich.console import Console
 
+from batchrunner.batch.jobs import check_no_live_jobs
+from batchrunner.cli.batch import echo_jobs, jobs_as_json, recorded_jobs, run_batch_with_signals
 from batchrunner.cli.dlq import dlq
 from batchrunner.cli.exits import ExitCode, Group, stop_code
 from batchrunner.cli.jobfile import load_job
 from batchrunner.cli.options import CliOnly, given, run_options, split
 from batchrunner.cli.progress import summary_table
 from batchrunner.cli.signals import run_with_signals
-from batchrunner.config import RunConfig, default_paths
+from batchrunner.config import RunConfig, default_paths, manifest_path
 from batchrunner.engine.stats import RunStats
 from batchrunner.errors import ConfigError, WriteError
+from batchrunner.ledger.manifest import read_manifest
 from batchrunner.ledger.status import run_status
 from batchrunner.mock.cli import mock_server
 from batchrunner.mock.process import running_mock
@@ -100,6 +103,10 @@ def _run(settings: dict[str, Any], own: CliOnly) -> tuple[RunStats, RunConfig]:
     # A file size limit must fail the write (EFBIG), not kill the process mid-line.
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if config.via == "batch":
+        return run_batch_with_signals(config, quiet=own.quiet), config
+    if not config.restart:
+        check_no_live_jobs(config.output_path)  # their ids may still come home
     return run_with_signals(config, quiet=own.quiet), config
 
 
@@ -133,15 +140,18 @@ def _write_summary(stats: RunStats, path: Path) -> None:
 @cli.command()
 @click.argument("target", metavar="RESULTS|JOB.toml", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def status(target: Path, as_json: bool) -> None:
-    """Where a run stands (done, dead-lettered, pending), without sending anything."""
+@click.option("--refresh", is_flag=True, help="Ask the API how the run's batch jobs stand now.")
+def status(target: Path, as_json: bool, refresh: bool) -> None:
+    """Where a run stands (done, dead-lettered, pending, its batch jobs), sending nothing."""
     results = target
     if target.suffix == ".toml":
         settings, _ = _settings({"input": target})
         results = Path(settings.get("output") or default_paths(Path(settings["input"]))[0])
     st = run_status(results)
+    jobs = recorded_jobs(results, read_manifest(manifest_path(results)) or {}, refresh=refresh)
     if as_json:
-        click.echo(orjson.dumps(st.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        document = st.as_dict() | {"batch_jobs": jobs_as_json(jobs)}
+        click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
     by = ", ".join(f"{k}: {v}" for k, v in sorted(st.dead_by_status.items()))
     click.echo(f"input          {st.input} ({st.input_lines:,} non-blank lines)")
@@ -149,6 +159,7 @@ def status(target: Path, as_json: bool) -> None:
     click.echo(f"dead-lettered  {st.dead:,}" + (f" ({by})" if by else ""))
     click.echo(f"pending        {st.pending:,}")
     click.echo(f"last write     {st.last_write or 'never'}")
+    echo_jobs(jobs)
     if st.pending and st.resume_command:
         click.echo(f"resume with    {st.resume_command}")
     for warning in st.warnings:

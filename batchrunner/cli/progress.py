@@ -132,7 +132,8 @@ def summary_table(stats: RunStats, config: RunConfig) -> Table:
         ("tokens", f"{stats.prompt_tokens:,} prompt + {stats.completion_tokens:,} completion"),
     ]
     if stats.cost:
-        rows.append(("cost", f"{_usd(stats.cost)} (approximate list prices; see README)"))
+        prices = "batch prices" if config.via == "batch" else "list prices"
+        rows.append(("cost", f"{_usd(stats.cost)} (approximate {prices}; see README)"))
     for k, v in rows:
         t.add_row(k, v)
     return t

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import orjson
 
-from batchrunner.config import RunConfig, manifest_path
+from batchrunner.config import RunConfig, jobs_dir, manifest_path
 from batchrunner.errors import LedgerError, OutputWriteError
 from batchrunner.input.scan import InputScan
 from batchrunner.ledger.records import utc_iso
@@ -116,10 +116,12 @@ def write_manifest(config: RunConfig, scan: InputScan, started_at: str | None) -
 
 
 def move_aside(config: RunConfig) -> list[Path]:
-    """``--restart``: rename the old files with a timestamp; never delete them."""
+    """``--restart``: rename the old files (and the batch jobs record) with a timestamp;
+    never delete them."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
     moved = []
-    for path in (config.output_path, config.dead_letter_path, manifest_path(config.output_path)):
+    results = config.output_path
+    for path in (results, config.dead_letter_path, manifest_path(results), jobs_dir(results)):
         if path.exists():
             target = path.with_name(f"{path.name}.{stamp}.bak")
             n = 1

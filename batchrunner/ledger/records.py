@@ -22,6 +22,7 @@ __all__ = [
     "KIND_INPUT",
     "KIND_REQUEST",
     "DeadFields",
+    "batch_job_of",
     "dead_line",
     "input_dead_line",
     "loads_object",
@@ -40,10 +41,11 @@ _ID_PREFIX = b'{"custom_id":"'
 _ID_START = len(_ID_PREFIX)
 # The end of a result line as result_line writes it: the line and fingerprint without a parse.
 _RESULT_TAIL = re.compile(
-    rb',"batchrunner":\{"line":(\d+),"attempts":\d+,"latency_ms":[^,]*,"fp":"([0-9a-f]+)"\}\}\n\Z'
+    rb',"batchrunner":\{"line":(\d+),"attempts":\d+,"latency_ms":[^,]*,"fp":"([0-9a-f]+)"'
+    rb'(?:,"batch_job":"[^"\\]*")?\}\}\n\Z'
 )
 # Longer than any tail _RESULT_TAIL matches: where its search starts.
-_TAIL_SPAN = 160
+_TAIL_SPAN = 240
 
 
 def utc_iso(ts: float | None = None) -> str:
@@ -51,22 +53,32 @@ def utc_iso(ts: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def result_line(item: Item, body: Any, attempts: int, latency_s: float) -> bytes:
+def result_line(
+    item: Item, body: Any, attempts: int, latency_s: float, batch_job: str | None = None
+) -> bytes:
+    """A result line; ``batch_job`` names the Batch API job that answered it, if one did."""
+    meta: dict[str, Any] = {
+        "line": item.line,
+        "attempts": attempts,
+        "latency_ms": round(latency_s * 1000, 1),
+        "fp": item.fp,
+    }
+    if batch_job is not None:
+        meta["batch_job"] = batch_job
     record = {
         "custom_id": item.custom_id,
         "response": {"status_code": 200, "body": body},
         "error": None,
-        "batchrunner": {
-            "line": item.line,
-            "attempts": attempts,
-            "latency_ms": round(latency_s * 1000, 1),
-            "fp": item.fp,
-        },
+        "batchrunner": meta,
     }
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def dead_line(item: Item, failure: Failure, attempts: int) -> bytes:
+def dead_line(item: Item, failure: Failure, attempts: int, batch_job: str | None = None) -> bytes:
+    """A dead-letter entry for a request; ``batch_job`` as in :func:`result_line`."""
+    meta: dict[str, Any] = {"kind": KIND_REQUEST, "fp": item.fp}
+    if batch_job is not None:
+        meta["batch_job"] = batch_job
     return _dead(
         item.custom_id,
         item.line,
@@ -76,7 +88,7 @@ def dead_line(item: Item, failure: Failure, attempts: int) -> bytes:
         failure.type,
         failure.message,
         attempts,
-        {"kind": KIND_REQUEST, "fp": item.fp},
+        meta,
     )
 
 
@@ -147,6 +159,12 @@ def read_dead(obj: dict[str, Any]) -> DeadFields | None:
     )
     key = fields.line if kind == KIND_INPUT else fields.custom_id
     return fields if key is not None else None
+
+
+def batch_job_of(obj: dict[str, Any]) -> str | None:
+    """The Batch API job an outcome line (parsed) came from, if it came from one."""
+    job = _dict(obj.get("batchrunner")).get("batch_job")
+    return job if isinstance(job, str) else None
 
 
 def read_result(raw: bytes) -> tuple[str, int | None, str | None] | None:
