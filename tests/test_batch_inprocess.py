@@ -26,7 +26,7 @@ from batchrunner.batch.prepare import Preparer, upload_line
 from batchrunner.batch.run import BatchRun
 from batchrunner.config import RunConfig, jobs_dir
 from batchrunner.engine.retry import RetryPolicy
-from batchrunner.errors import ConfigError
+from batchrunner.errors import ConfigError, LedgerError
 from batchrunner.input.lines import Item, read_input
 from batchrunner.limits.pricing import Price, batch_prices, price_table
 from batchrunner.mock import MockConfig, MockServer, start_server
@@ -373,3 +373,21 @@ def test_batch_settings_that_do_not_go_together_are_refused(tmp_path: Path) -> N
             batch_config(tmp_path, "http://x", **changes)
         assert info.value.setting == setting
     assert base.via == "batch"
+
+
+def test_an_ids_file_that_is_gone_or_changed_is_a_one_line_error(tmp_path: Path) -> None:
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    write_jsonl(tmp_path / "in.jsonl", prompts(3))
+    prep = Preparer(folder, tmp_path / "in.jsonl", (10, 10**6), group_by_model=False)
+    for item in _items(tmp_path / "in.jsonl"):
+        prep.add(item, upload_line(item), SMALL)
+    (chunk,) = prep.finish()
+    assert len(JobIndex.load(chunk.ids, chunk.ids_digest, 3)) == 3
+    with chunk.ids.open("ab") as f:
+        f.write(b'["extra", 9, 0, "0000000000000000"]\n')
+    with pytest.raises(LedgerError, match="not the file recorded"):
+        JobIndex.load(chunk.ids, chunk.ids_digest, 4)
+    chunk.ids.unlink()
+    with pytest.raises(LedgerError, match="--restart"):
+        JobIndex.load(chunk.ids, chunk.ids_digest, 3)

@@ -297,7 +297,10 @@ def test_cancel_cancels_the_runs_jobs_and_keeps_what_they_delivered(
         proc.communicate(timeout=30)
     assert proc.returncode == 130
     cancelled = run_cli(*files.args(mock, "--cancel"))
-    assert cancelled.code == 3 and "cancelled: 9 ids are pending" in cancelled.stderr
+    assert cancelled.code == 3 and "9 ids are pending (this run's batch jobs are cancelled)" in (
+        cancelled.stderr
+    )
+    assert "resume with:" in cancelled.stderr and "--cancel" not in cancelled.stderr
     assert [j["status"] for j in mock_jobs(mock)] == ["CANCELLED"]
     assert files.outcomes()[0] == ["q0"]
     files.agree(pending=9)

@@ -4,7 +4,7 @@
 (the input line it came from, where that line starts, the request's fingerprint): all that
 is needed to write its outcome in the shape an online run writes, and to read its request
 back when it is dead-lettered. In memory, a resumed run keeps the covered ids as an
-:class:`IdSet` (16 bytes an id) and bringing a job home keeps a :class:`JobIndex` (about 56
+:class:`IdSet` (16 bytes an id) and bringing a job home keeps a :class:`JobIndex` (about 44
 bytes an id), never a dict of strings.
 """
 
@@ -19,6 +19,7 @@ from typing import IO
 
 import orjson
 
+from batchrunner.errors import LedgerError
 from batchrunner.input.idset import IdSet
 from batchrunner.input.lines import Item
 
@@ -60,22 +61,39 @@ class IdsWriter:
         self.path.unlink(missing_ok=True)
 
 
-def read_ids(path: Path) -> Iterator[tuple[str, Row]]:
-    """(custom_id, row) of each id in an ids file; a line that is not one is skipped."""
-    with path.open("rb") as f:
+def read_ids(path: Path, digest: str) -> Iterator[tuple[str, Row]]:
+    """(custom_id, row) of each id in an ids file; :class:`LedgerError` when the file is
+    gone or is not the one recorded (``digest``), found once it is read to the end."""
+    check = hashlib.blake2b(digest_size=16)
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise _lost(path, exc.strerror or str(exc)) from None
+    with f:
         for raw in f:
+            check.update(raw)
             try:
                 cid, line, offset, fp = orjson.loads(raw)
             except (orjson.JSONDecodeError, ValueError, TypeError):
                 continue
             yield str(cid), (int(line), int(offset), str(fp))
+    if check.hexdigest() != digest:
+        raise _lost(path, "it is not the file recorded with the upload")
 
 
-def covered_ids(paths: Iterable[Path]) -> IdSet:
-    """The ids of the given ids files (the jobs still out), as one compact set."""
+def _lost(path: Path, why: str) -> LedgerError:
+    return LedgerError(
+        f"cannot read the ids of a batch job from {path} ({why}); without them its "
+        "outcomes cannot be brought home: use --restart to start over (old files are kept)",
+        path=path,
+    )
+
+
+def covered_ids(files: Iterable[tuple[Path, str]]) -> IdSet:
+    """The ids of the given (ids file, digest) pairs (the jobs still out), as one set."""
     ids = IdSet()
-    for path in paths:
-        for cid, _ in read_ids(path):
+    for path, digest in files:
+        for cid, _ in read_ids(path, digest):
             ids.add(cid)
     return ids
 
@@ -92,15 +110,16 @@ class JobIndex:
         while size < 2 * expected:
             size *= 2
         self._keys = array("q", bytes(8 * size))
-        self._rows = array("q", bytes(8 * size))
+        # 32 bits for rows and line numbers (2 billion): 12 bytes an id less than 64.
+        self._rows = array("i", bytes(4 * size))
         self._mask = size - 1
-        self._lines, self._offsets, self._fps = array("q"), array("q"), array("Q")
+        self._lines, self._offsets, self._fps = array("i"), array("q"), array("Q")
 
     @classmethod
-    def load(cls, path: Path, expected: int) -> JobIndex:
-        """The index of an ids file of about ``expected`` ids."""
+    def load(cls, path: Path, digest: str, expected: int) -> JobIndex:
+        """The index of an ids file of ``expected`` ids (see :func:`read_ids`)."""
         index = cls(expected)
-        for cid, row in read_ids(path):
+        for cid, row in read_ids(path, digest):
             index.add(cid, row)
         return index
 

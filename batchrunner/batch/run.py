@@ -194,7 +194,7 @@ class BatchRun:
     async def _send_all(self, api: BatchApi, book: JobBook) -> None:
         """Prepare and submit the jobs for every id still to send."""
         cfg = self.config
-        covered = covered_ids(book.ids_path(c) for c in book.live())
+        covered = covered_ids((book.ids_path(c), c.ids_digest) for c in book.live())
         prep = Preparer(
             book.folder,
             cfg.input_path,
@@ -339,7 +339,7 @@ class BatchRun:
             book.record("homing", chunk.token)
         homecoming = Homecoming(
             self._job_context(chunk, job),
-            JobIndex.load(book.ids_path(chunk), chunk.count),
+            JobIndex.load(book.ids_path(chunk), chunk.ids_digest, chunk.count),
             ledger.state,
             (ledger.results, ledger.dead),
             dead_ids_of_job(ledger.dead.path, job.id) if again else IdSet(),
@@ -405,21 +405,23 @@ class BatchRun:
         stats = self.stats
         stats.finished = time.monotonic()
         stats.cost = self._costs.spent()
-        if self._stop is None and stats.pending and not self.config.cancel:
-            why = "; ".join(self._shortfalls) or "not every id was answered"
-            self._stop = Stop(
-                "incomplete",
-                f"{stats.pending:,} ids are pending ({why}): re-run the same command, or "
-                "run it online, to send them",
-            )
-        elif self._stop is None and self.config.cancel and stats.pending:
-            self._stop = Stop(
-                "incomplete",
-                f"cancelled: {stats.pending:,} ids are pending: re-run with --via batch "
-                "or online to send them",
-            )
+        if self._stop is None:
+            self._stop = self._incomplete()
         if self._stop is not None:
             stats.stop_reason, stats.stop_message = self._stop.reason, self._stop.message
+
+    def _incomplete(self) -> Stop | None:
+        """The stop of a run whose jobs all ended with ids still pending, if it is one."""
+        pending = self.stats.pending
+        if not pending:
+            return None
+        if self.config.cancel:
+            why = "this run's batch jobs are cancelled"
+            todo = "send them with --via batch, or online"
+        else:
+            why = "; ".join(self._shortfalls) or "not every id was answered"
+            todo = "re-run the same command, or run it online, to send them"
+        return Stop("incomplete", f"{pending:,} ids are pending ({why}): {todo}")
 
 
 def _policy(cfg: RunConfig) -> RetryPolicy:

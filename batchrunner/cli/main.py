@@ -74,8 +74,9 @@ def _settings(flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def resume_command() -> str:
-    """This very command line, minus ``--restart``: what re-running resumes with."""
-    args = [a for a in sys.argv[1:] if a != "--restart"]
+    """This very command line, minus ``--restart`` and ``--cancel``: what re-running
+    resumes with."""
+    args = [a for a in sys.argv[1:] if a not in ("--restart", "--cancel")]
     return shlex.join(["batchrunner", *args])
 
 
