@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import anyio
 
+from batchrunner.batch.jobs import check_no_live_jobs
 from batchrunner.config import DEFAULT_SERVER_URL, ENDPOINTS, RunConfig, default_paths
 from batchrunner.engine.run import Engine
 from batchrunner.engine.stats import RunStats
@@ -46,4 +47,6 @@ def run(config: RunConfig) -> RunStats:
         from batchrunner.batch.run import BatchRun
 
         return anyio.run(BatchRun(config).run, backend="asyncio")
+    if not config.restart:
+        check_no_live_jobs(config.output_path)  # their ids may still come home
     return anyio.run(Engine(config).run, backend="asyncio")

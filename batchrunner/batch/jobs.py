@@ -23,6 +23,7 @@ import contextlib
 import os
 import time
 from calendar import timegm
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -165,10 +166,12 @@ def _replay(path: Path) -> tuple[dict[str, ChunkRecord], list[str]]:
 class JobBook:
     """The open jobs file of one run: read back at open, appended to as jobs move."""
 
-    __slots__ = ("_file", "chunks", "folder", "warnings")
+    __slots__ = ("_file", "_on_record", "chunks", "folder", "warnings")
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, on_record: Callable[[], None] | None = None) -> None:
+        """``on_record`` is called after each record (a progress display follows it)."""
         self.folder = folder
+        self._on_record = on_record
         path = folder / _BOOK
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -187,6 +190,8 @@ class JobBook:
         self._file.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
         self._file.sync()
         _apply(self.chunks, rec)
+        if self._on_record is not None:
+            self._on_record()
 
     def live(self) -> list[ChunkRecord]:
         """The jobs whose ids are still out, in the order they were uploaded."""

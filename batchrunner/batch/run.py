@@ -15,13 +15,14 @@ job's outcomes come home into the run's results and dead-letter files.
 
 ``stop()`` (Ctrl-C) stops waiting: the jobs keep running, and the same command resumes.
 The run never prints: the CLI renders :attr:`BatchRun.stats`, :attr:`BatchRun.phase` and
-:meth:`BatchRun.jobs`.
+:meth:`BatchRun.jobs`, on each :attr:`BatchRun.on_change`.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -33,11 +34,10 @@ from batchrunner.batch.home import (
     bring_home_file,
     dead_ids_of_job,
 )
-from batchrunner.batch.ids import JobIndex, covered_ids
+from batchrunner.batch.ids import JobIndex
 from batchrunner.batch.jobs import ChunkRecord, JobBook
-from batchrunner.batch.prepare import Chunk, Costing, Preparer, upload_line
+from batchrunner.batch.submit import BREATHE_EVERY, Submitter, admitted
 from batchrunner.config import RunConfig, jobs_dir
-from batchrunner.engine.admission import admit
 from batchrunner.engine.control import Stop
 from batchrunner.engine.opening import Opened, open_run
 from batchrunner.engine.outcomes import quota_stop, tripped_stop
@@ -45,16 +45,10 @@ from batchrunner.engine.retry import RetryPolicy
 from batchrunner.engine.stats import RunStats
 from batchrunner.errors import ConfigError
 from batchrunner.input.idset import IdSet
-from batchrunner.input.lines import Item
-from batchrunner.ledger.records import dead_line
-from batchrunner.limits.pricing import CostMeter, batch_prices, cost, price_table
-from batchrunner.limits.tokens import CompletionEstimator, estimate_prompt_tokens
-from batchrunner.vocabulary import Failure, failure_key
+from batchrunner.limits.pricing import CostMeter, batch_prices, price_table
 
 __all__ = ["BatchRun"]
 
-# Lines admitted between two turns of the event loop while preparing.
-_BREATHE_EVERY = 1024
 _POLL_GROWTH = 1.5
 
 
@@ -65,8 +59,10 @@ class BatchRun:
         self, config: RunConfig, api: BatchApi | None = None, seed: int | None = None
     ) -> None:
         self.config, self.stats = config, RunStats()
-        #: What the run is doing now, for a progress display.
-        self.phase = "opening"
+        #: Called after each change of :attr:`phase` and each record of a job: a display
+        #: that renders on it misses no status change.
+        self.on_change: Callable[[], None] = _nothing
+        self._phase = "opening"
         self._api = api
         self._rng = random.Random(seed)
         try:
@@ -78,12 +74,23 @@ class BatchRun:
         self._scope = anyio.CancelScope()
         self._opened: Opened | None = None
         self._book: JobBook | None = None
-        self._worst_cost = 0.0
         self._shortfalls: list[str] = []
+
+    @property
+    def phase(self) -> str:
+        """What the run is doing now, in a few words."""
+        return self._phase
+
+    def _set_phase(self, text: str) -> None:
+        self._phase = text
+        self.on_change()
 
     def jobs(self) -> list[ChunkRecord]:
         """The run's jobs as recorded so far (brought home or not)."""
         return list(self._book.chunks.values()) if self._book is not None else []
+
+    def _recorded(self) -> None:
+        self.on_change()
 
     def stop(self) -> None:
         """Stop waiting (and sending); the jobs keep running on Mistral's side."""
@@ -105,7 +112,7 @@ class BatchRun:
             self.stats.total_lines = self._opened.total_lines
             self.stats.warnings.extend(self._opened.warnings)
             try:
-                self._book = JobBook(jobs_dir(self.config.output_path))
+                self._book = JobBook(jobs_dir(self.config.output_path), self._recorded)
             except BaseException:
                 self._opened.ledger.close()
                 raise
@@ -150,7 +157,7 @@ class BatchRun:
         for chunk in book.live():
             if chunk.job_id is not None:
                 continue
-            self.phase = f"looking up the job of upload {chunk.token}"
+            self._set_phase(f"looking up the job of upload {chunk.token}")
             found = await api.find(chunk.token)
             if found is not None:
                 self._created(book, chunk, found)
@@ -161,7 +168,7 @@ class BatchRun:
                 await self._create(api, book, chunk)
 
     async def _create(self, api: BatchApi, book: JobBook, chunk: ChunkRecord) -> None:
-        self.phase = f"creating the job for {chunk.count:,} requests"
+        self._set_phase(f"creating the job for {chunk.count:,} requests")
         job = await api.create(chunk.file_id, chunk.endpoint, chunk.model, chunk.token)
         # No await between the answer and the record: a Ctrl-C cannot come in between.
         self._created(book, chunk, job)
@@ -186,129 +193,25 @@ class BatchRun:
     async def _cancel_all(self, api: BatchApi, book: JobBook) -> None:
         for chunk in book.live():
             if chunk.job_id is not None and not chunk.ended:
-                self.phase = f"cancelling job {chunk.job_id}"
+                self._set_phase(f"cancelling job {chunk.job_id}")
                 self._observe(book, chunk, await api.cancel(chunk.job_id))
 
-    # -- sending -----------------------------------------------------------------------
-
     async def _send_all(self, api: BatchApi, book: JobBook) -> None:
-        """Prepare and submit the jobs for every id still to send."""
-        cfg = self.config
-        covered = covered_ids((book.ids_path(c), c.ids_digest) for c in book.live())
-        prep = Preparer(
-            book.folder,
-            cfg.input_path,
-            (cfg.batch_max_requests, cfg.batch_max_bytes),
-            group_by_model=cfg.batch_group_by_model,
-            costing=self._costing(),
-        )
-        self.phase = "preparing the upload files"
-        try:
-            if await self._fill(api, book, prep, covered):
-                chunks = prep.finish()
-                for i, chunk in enumerate(chunks):
-                    if not await self._submit(api, book, chunk):
-                        for left in chunks[i:]:
-                            _discard(left)
-                        break
-        finally:
-            prep.discard()
-
-    async def _fill(self, api: BatchApi, book: JobBook, prep: Preparer, covered: IdSet) -> bool:
-        """Admit the lines into upload files, submitting each file as it fills; False
-        when a job was refused (the rest is not prepared)."""
         assert self._opened is not None
-        opened = self._opened
-        items = admit(
-            self.config, opened.ledger.state, self.stats, opened.ledger.dead.write,
-            opened.check_bodies,
+        submitter = Submitter(
+            self.config, self._opened, self.stats, book, api,
+            prices=self._prices, set_phase=self._set_phase,
         )  # fmt: skip
-        for n, item in enumerate(items, start=1):
-            if n % _BREATHE_EVERY == 0:
-                await anyio.sleep(0)
-            if item is None or item.custom_id in covered:
-                continue
-            line = upload_line(item)
-            refusal = self._refusal(item, len(line))
-            if refusal is not None:
-                self._dead_letter(item, refusal)
-                continue
-            full = prep.add(item, line, _model(item))
-            if full is not None and not await self._submit(api, book, full):
-                return False
-        return True
-
-    def _refusal(self, item: Item, size: int) -> Failure | None:
-        """Why ``item`` cannot go into a job, if it cannot."""
-        cfg = self.config
-        model = _model(item)
-        if not cfg.batch_group_by_model and model != cfg.model:
-            message = (
-                f"the line's model {model!r} is not the batch job's model {cfg.model!r} (a "
-                "batch job runs one model): send it online, or pass --batch-group-by-model"
-            )
-            return Failure(type="invalid_request", status_code=None, message=message)
-        if size > cfg.batch_max_bytes:
-            message = f"{size:,} bytes as a batch line, more than --batch-max-bytes"
-            return Failure(type="too_large", status_code=None, message=message)
-        return None
-
-    def _dead_letter(self, item: Item, failure: Failure) -> None:
-        assert self._opened is not None
-        self._opened.ledger.dead.write(dead_line(item, failure, 0))
-        self.stats.dead += 1
-        self.stats.dead_by_status[failure_key(failure.status_code, failure.type)] += 1
-
-    async def _submit(self, api: BatchApi, book: JobBook, chunk: Chunk) -> bool:
-        """Upload ``chunk``, record it, create its job; False when the budget refuses it."""
-        budget = self.config.max_cost
-        if budget is not None and self._worst_cost + chunk.worst_cost > budget:
-            self._note(_over_budget(chunk, budget))
-            _discard(chunk)
-            return False
-        recorded = False
-        try:
-            self.phase = f"uploading {chunk.count:,} requests ({chunk.size:,} bytes)"
-            file_id = await api.upload(chunk.upload, f"batchrunner-{chunk.token}.jsonl")
-            book.record(
-                "uploaded", chunk.token, file_id=file_id, model=chunk.model,
-                endpoint=self.config.endpoint, count=chunk.count, bytes=chunk.size,
-                ids=chunk.ids.name, ids_digest=chunk.ids_digest,
-            )  # fmt: skip
-            recorded = True
-        finally:
-            chunk.upload.unlink(missing_ok=True)
-            if not recorded:
-                chunk.ids.unlink(missing_ok=True)
-        self._worst_cost += chunk.worst_cost
-        self.stats.sent += chunk.count
-        await self._create(api, book, book.chunks[chunk.token])
-        return True
-
-    def _costing(self) -> Costing | None:
-        """What an item may cost at most at batch prices, when ``--max-cost`` asks."""
-        cfg = self.config
-        if cfg.max_cost is None:
-            return None
-        completions = CompletionEstimator(cfg.endpoint)
-
-        def worst(item: Item) -> float:
-            prompt = estimate_prompt_tokens(item.body, cfg.endpoint)
-            return cost(_model(item), prompt, completions.estimate(item.body), self._prices) or 0.0
-
-        return worst
+        stop = await submitter.send_all(lambda chunk: self._create(api, book, chunk))
+        if stop is not None:
+            self._note(stop)
 
     async def _count_only(self) -> None:
         """Read the input through the admission without sending (``--cancel``): the
         counts of the summary, and bad lines dead-lettered as in any run."""
         assert self._opened is not None
-        opened = self._opened
-        items = admit(
-            self.config, opened.ledger.state, self.stats, opened.ledger.dead.write,
-            opened.check_bodies,
-        )  # fmt: skip
-        for n, _ in enumerate(items, start=1):
-            if n % _BREATHE_EVERY == 0:
+        for n, _ in enumerate(admitted(self.config, self._opened, self.stats), start=1):
+            if n % BREATHE_EVERY == 0:
                 await anyio.sleep(0)
 
     # -- waiting and bringing home --------------------------------------------------
@@ -325,7 +228,7 @@ class BatchRun:
                     await self._home(api, book, chunk, job)
             if not any(c.job_id is not None for c in book.live()):
                 return
-            self.phase = "waiting for the jobs"
+            self._set_phase("waiting for the jobs")
             await anyio.sleep(pause)
             pause = min(pause * _POLL_GROWTH, self.config.batch_poll_max)
 
@@ -333,7 +236,7 @@ class BatchRun:
         """Download the job's output and error files and write their outcomes."""
         assert self._opened is not None
         ledger = self._opened.ledger
-        self.phase = f"bringing job {job.id} home"
+        self._set_phase(f"bringing job {job.id} home")
         again = chunk.homing
         if not again:
             book.record("homing", chunk.token)
@@ -424,27 +327,12 @@ class BatchRun:
         return Stop("incomplete", f"{pending:,} ids are pending ({why}): {todo}")
 
 
+def _nothing() -> None:
+    pass
+
+
 def _policy(cfg: RunConfig) -> RetryPolicy:
     return RetryPolicy(cfg.max_attempts, cfg.backoff_base, cfg.backoff_max, cfg.max_retry_after)
-
-
-def _model(item: Item) -> str:
-    model = item.body.get("model")
-    return model if isinstance(model, str) else ""
-
-
-def _discard(chunk: Chunk) -> None:
-    chunk.upload.unlink(missing_ok=True)
-    chunk.ids.unlink(missing_ok=True)
-
-
-def _over_budget(chunk: Chunk, budget: float) -> Stop:
-    return Stop(
-        "budget",
-        f"budget reached: the next batch job ({chunk.count:,} requests) may cost up to "
-        f"${chunk.worst_cost:.4f} at batch prices, which would pass --max-cost ${budget:g}; "
-        "its ids are pending: raise it and re-run",
-    )
 
 
 def _api_stop(exc: ApiFailure) -> Stop:

@@ -48,6 +48,7 @@ async def _main(config: RunConfig, quiet: bool) -> RunStats:
     await run.open()
     error: BatchRunnerError | None = None
     with BatchView(run, quiet=quiet) as view:
+        run.on_change = view.update  # every phase and status change: none is missed
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, run, quiet)
             tg.start_soon(_refresh, view)
