@@ -17,6 +17,7 @@ import orjson
 import pytest
 from conftest import read_jsonl, write_jsonl
 from mistralai.client import Mistral
+from mistralai.client.errors import SDKError
 
 from batchrunner.batch.api import BatchApi, JobState
 from batchrunner.batch.home import Homecoming
@@ -25,11 +26,13 @@ from batchrunner.batch.jobs import ChunkRecord, JobBook, eta_seconds, read_jobs
 from batchrunner.batch.prepare import Preparer, upload_line
 from batchrunner.batch.run import BatchRun
 from batchrunner.config import RunConfig, jobs_dir
+from batchrunner.engine.outcomes import tripped_stop
 from batchrunner.engine.retry import RetryPolicy
 from batchrunner.errors import ConfigError, LedgerError
 from batchrunner.input.lines import Item, read_input
 from batchrunner.limits.pricing import Price, batch_prices, price_table
 from batchrunner.mock import MockConfig, MockServer, start_server
+from batchrunner.vocabulary import Failure
 
 SMALL = "mistral-small-latest"
 FAST_POLICY = RetryPolicy(max_attempts=4, base=0.01, cap=0.02)
@@ -188,6 +191,72 @@ async def test_a_create_whose_answer_is_lost_is_not_repeated(tmp_path: Path) -> 
         assert (calls, stats.ok, await server_jobs(server)) == (1, 5, 1)
 
 
+def answered(status: int, body: str, **headers: str) -> SDKError:
+    request = httpx2.Request("GET", "http://mock")
+    return SDKError("refused", httpx2.Response(status, headers=headers, text=body, request=request))
+
+
+def failing_first(call: Any, error: BaseException, times: int = 1) -> tuple[Any, list[int]]:
+    """``call`` failing with ``error`` the first ``times`` calls; counts the calls."""
+    calls = [0]
+
+    async def flaky(**kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] <= times:
+            raise error
+        return await call(**kwargs)
+
+    return flaky, calls
+
+
+@pytest.mark.asyncio
+async def test_every_call_is_retried_on_429_5xx_timeouts_and_dropped_connections(
+    tmp_path: Path,
+) -> None:
+    write_jsonl(tmp_path / "in.jsonl", prompts(6))
+    async with serving() as server:
+        api = api_for(server)
+        sdk = api._sdk
+        busy = answered(503, '{"message": "busy"}', **{"retry-after-ms": "5"})
+        slow = answered(429, '{"message": "slow down"}')
+        sdk.files.upload_async, uploads = failing_first(sdk.files.upload_async, busy, 2)  # type: ignore[method-assign]
+        sdk.batch.jobs.create_async, creates = failing_first(sdk.batch.jobs.create_async, slow)  # type: ignore[method-assign]
+        dropped = httpx2.ConnectError("connection refused")
+        sdk.batch.jobs.get_async, gets = failing_first(sdk.batch.jobs.get_async, dropped)  # type: ignore[method-assign]
+        late = httpx2.ReadTimeout("no answer")
+        sdk.files.download_async, downloads = failing_first(sdk.files.download_async, late)  # type: ignore[method-assign]
+        stats = await BatchRun(batch_config(tmp_path, server.url), api=api).run()
+        await api.aclose()
+        assert (stats.ok, stats.stop_reason, await server_jobs(server)) == (6, None, 1)
+    assert uploads[0] == 3 and creates[0] == 2 and gets[0] >= 2 and downloads[0] == 2
+
+
+@pytest.mark.asyncio
+async def test_a_refused_key_stops_with_the_online_line_and_the_jobs_stay_recorded(
+    tmp_path: Path,
+) -> None:
+    write_jsonl(tmp_path / "in.jsonl", prompts(4))
+    async with serving() as server:
+        api = api_for(server)
+        refused = answered(401, '{"message": "Unauthorized", "type": "unauthorized"}')
+        jobs = api._sdk.batch.jobs
+        jobs.get_async, gets = failing_first(jobs.get_async, refused, 100)  # type: ignore[method-assign]
+        stats = await BatchRun(batch_config(tmp_path, server.url), api=api).run()
+        await api.aclose()
+        assert gets[0] == 1  # not retried: a refused key will not be accepted a second later
+        assert (
+            stats.stop_reason == "fatal"
+            and stats.stop_message
+            == tripped_stop(
+                Failure(type="unauthorized", status_code=401, message="Unauthorized")
+            ).message
+        )
+        (chunk,), _ = read_jobs(tmp_path / "out.jsonl")
+        assert chunk.live and chunk.job_id is not None
+        again = await BatchRun(batch_config(tmp_path, server.url)).run()
+        assert (again.ok, again.sent, await server_jobs(server)) == (4, 0, 1)
+
+
 class Crash(Exception):
     pass
 
@@ -333,7 +402,11 @@ def test_the_jobs_record_replays_and_repairs_a_torn_tail(tmp_path: Path) -> None
     path = tmp_path / "x.jobs" / "jobs.jsonl"
     with path.open("ab") as f:
         f.write(b'{"event": "homed", "tok')
+    left = [tmp_path / "x.jobs" / n for n in ("t1.ids", "t2.ids", ".t2.upload.tmp")]
+    for f in left:
+        f.write_bytes(b"")
     again = JobBook(tmp_path / "x.jobs")
+    assert [f.exists() for f in left] == [True, False, False]  # t2 was never recorded
     (chunk,) = again.live()
     assert (chunk.job_id, chunk.status, chunk.completed, chunk.homed) == ("j1", "RUNNING", 1, False)
     assert again.warnings and "torn" in again.warnings[0]

@@ -183,6 +183,18 @@ class JobBook:
             self.warnings.insert(0, f"repaired {path}: removed a torn last line ({cut} bytes)")
         self._file = AppendFile(path)
         sync_folder(folder)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove what a run cut short left behind: temporary upload and download files,
+        and ids files no upload record names (prepared, never uploaded)."""
+        named = {c.ids for c in self.live()}
+        for entry in self.folder.iterdir():
+            stale = entry.name.endswith(".tmp") or (
+                entry.suffix == ".ids" and entry.name not in named
+            )
+            if stale:
+                entry.unlink(missing_ok=True)
 
     def record(self, event: str, token: str, **fields: Any) -> None:
         """Append one record and fsync it; the step that depends on it comes after."""
