@@ -10,11 +10,14 @@ shown by ``--help`` and the type checks below all come from there.
 from __future__ import annotations
 
 import math
+import os
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 from batchrunner.errors import ConfigError
 
@@ -29,6 +32,7 @@ __all__ = [
     "Option",
     "RunConfig",
     "Setting",
+    "Shard",
     "Via",
     "default_paths",
     "jobs_dir",
@@ -62,9 +66,11 @@ Via = Literal["online", "batch"]
 BATCH_MAX_BYTES = 500_000_000
 
 #: What a setting holds, as a command line and a job file spell it.
-Kind = Literal["bool", "int", "number", "str", "path", "ints", "table"]
+Kind = Literal["bool", "int", "number", "str", "path", "ints", "table", "count"]
 
 _OPTION = "batchrunner.option"
+#: An output path left out (Path("") is the current folder, never a file to write).
+_UNSET = Path()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,7 +81,8 @@ class Option:
     that is not the field's name. ``unset`` says in ``--help`` what the default means when
     the default is None or computed. ``switch`` gives a boolean a ``--no-`` form; ``flag``
     False makes a setting job-file only, ``job`` False command-line only; ``argument``
-    makes it the command's positional argument (``INPUT``).
+    makes it the command's positional argument (``INPUT``); ``count`` makes a level of a
+    repeated flag (``-qq``).
     """
 
     help: str
@@ -88,6 +95,7 @@ class Option:
     flag: bool = True
     job: bool = True
     argument: bool = False
+    count: bool = False
 
 
 def option(help: str, **how: Any) -> dict[str, Option]:
@@ -123,6 +131,7 @@ def settings_of(cls: type[Any]) -> tuple[Setting, ...]:
         if how is None:
             continue
         kind, optional, literal = _kind(hints[f.name])
+        kind = "count" if how.count else kind
         default = f.default_factory() if f.default_factory is not MISSING else f.default
         default = None if default is MISSING else default
         choices = how.choices or literal
@@ -154,6 +163,8 @@ def type_problem(kind: Kind, value: object) -> str | None:
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     checks: dict[Kind, tuple[bool, str]] = {
         "bool": (isinstance(value, bool), "true or false"),
+        "count": (isinstance(value, int) and 0 <= value <= 2, "true, false, 0, 1 or 2"),
+        "path": (isinstance(value, str | os.PathLike), "a path (str or Path)"),
         "int": (isinstance(value, int) and not isinstance(value, bool), "a whole number"),
         "number": (is_number, "a number"),
         "str": (isinstance(value, str), "a string"),
@@ -162,9 +173,39 @@ def type_problem(kind: Kind, value: object) -> str | None:
     return None if ok else expected
 
 
-def default_paths(input_path: Path) -> tuple[Path, Path]:
-    """The results and dead-letter paths used when none are given: beside the input."""
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Shard ``index`` of ``count``, counted from 0 as a Kubernetes Indexed Job counts its
+    pods: ``0/4`` … ``3/4``."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @classmethod
+    def parse(cls, text: str) -> Shard | None:
+        """``"K/N"`` (whole numbers, ``0 <= K < N``) as a shard; ``None`` when it is not one."""
+        found = _SHARD.fullmatch(text.strip())
+        if found is None:
+            return None
+        index, count = int(found[1]), int(found[2])
+        return cls(index, count) if index < count else None
+
+
+_SHARD = re.compile(r"(\d+)\s*/\s*(\d+)", re.ASCII)
+
+
+def default_paths(
+    input_path: str | os.PathLike[str], shard: Shard | None = None
+) -> tuple[Path, Path]:
+    """The results and dead-letter paths used when none are given: beside the input, named
+    after the shard when there is one (``prompts.shard-2-of-8.results.jsonl``)."""
+    input_path = Path(input_path)
     stem = input_path.name.removesuffix(".jsonl")
+    if shard is not None:
+        stem += f".shard-{shard.index}-of-{shard.count}"
     return (
         input_path.with_name(f"{stem}.results.jsonl"),
         input_path.with_name(f"{stem}.dead.jsonl"),
@@ -182,15 +223,19 @@ class RunConfig:
     input_path: Path = field(
         metadata=option("A .jsonl file or a jobs/NAME.toml job file.", key="input", argument=True)
     )
+    #: Paths may be given as ``str``; they are kept as :class:`Path`. Left out, the results
+    #: and dead-letter files go beside the input (:func:`default_paths`).
     output_path: Path = field(
+        default=_UNSET,
         metadata=option(
             "Results JSONL.", key="output", short="-o", unset="<stem>.results.jsonl beside INPUT"
-        )
+        ),
     )
     dead_letter_path: Path = field(
+        default=_UNSET,
         metadata=option(
             "Dead-letter JSONL.", key="dead_letter", unset="<stem>.dead.jsonl beside INPUT"
-        )
+        ),
     )
     endpoint: str = field(
         default="/v1/chat/completions",
@@ -286,12 +331,28 @@ class RunConfig:
             "With --via batch: cancel this run's live jobs, keep what they sent.", job=False
         ),
     )
+    #: ``K/N``: send only the lines of shard K (from 0) of N (:mod:`batchrunner.input.shard`).
+    shard: str | None = field(
+        default=None,
+        metadata=option(
+            "Only shard K of N (K from 0); auto/N takes K from the environment.", unset="all"
+        ),
+    )
+    #: Start the embedded mock server on 127.0.0.1 for the run (no key needed), with the
+    #: ``mock_server`` settings (``python -m batchrunner.mock`` options, underscored).
+    mock: bool = field(
+        default=False,
+        metadata=option("Run against the embedded mock server (no key needed).", switch=True),
+    )
+    mock_server: Mapping[str, Any] = field(default_factory=dict)
+    #: None reads ``MISTRAL_API_KEY`` from the environment.
     api_key: str | None = field(default=None, repr=False)
     fsync_interval: float = 1.0
     #: The command that started the run, recorded so that ``status`` can say how to resume.
     command: str | None = None
 
     def __post_init__(self) -> None:
+        _convert(self)
         for s in RUN_SETTINGS:
             value = getattr(self, s.name)
             if value is None and s.optional:
@@ -302,16 +363,44 @@ class RunConfig:
             if s.choices and value not in s.choices:
                 raise _refused(s.name, "one of " + ", ".join(s.choices), value)
         _check_ranges(self)
+        _check_shard(self)
         _check_together(self)
+        _check_secrets(self)
 
     @property
     def manifest_path(self) -> Path:
         """The small run manifest kept beside the results file."""
         return manifest_path(self.output_path)
 
+    @property
+    def shard_spec(self) -> Shard | None:
+        """``shard`` as a :class:`Shard`; ``None``: the whole input."""
+        return None if self.shard is None else Shard.parse(self.shard)
+
 
 #: RunConfig's options, in field order.
 RUN_SETTINGS = settings_of(RunConfig)
+
+
+def _convert(c: RunConfig) -> None:
+    """Paths given as ``str`` become :class:`Path`, the outputs left out go beside the
+    input, and a key not given is read from ``MISTRAL_API_KEY`` (a blank one is none)."""
+    for name in ("input_path", "output_path", "dead_letter_path"):
+        value = getattr(c, name)
+        if not isinstance(value, str | os.PathLike):
+            raise _refused(name, "a path (str or Path)", value)
+        object.__setattr__(c, name, Path(value))
+    shard = Shard.parse(c.shard) if isinstance(c.shard, str) else None
+    out, dead = default_paths(c.input_path, shard)  # a bad shard is refused after this
+    if c.output_path == _UNSET:
+        object.__setattr__(c, "output_path", out)
+    if c.dead_letter_path == _UNSET:
+        object.__setattr__(c, "dead_letter_path", dead)
+    key = os.environ.get("MISTRAL_API_KEY", "") if c.api_key is None else c.api_key
+    if not isinstance(key, str):
+        raise _refused("api_key", "a string")  # the value is never shown
+    object.__setattr__(c, "api_key", key.strip() or None)
+
 
 _NOT_SHOWN = object()
 
@@ -351,6 +440,12 @@ def _check_ranges(c: RunConfig) -> None:
             raise _refused(name, "a positive number", value)
 
 
+def _check_shard(c: RunConfig) -> None:
+    if c.shard is not None and Shard.parse(c.shard) is None:
+        expected = "K/N with whole numbers 0 <= K < N (auto/N is for the command line)"
+        raise _refused("shard", expected, c.shard)
+
+
 def _check_together(c: RunConfig) -> None:
     if c.retry_statuses and not c.retry_dead:
         raise _refused("retry_statuses", "given with retry_dead (it selects what is sent again)")
@@ -365,6 +460,23 @@ def _check_together(c: RunConfig) -> None:
         raise _refused("model", expected)
     if c.batch_poll_max < c.batch_poll:
         raise _refused("batch_poll_max", "at least batch_poll", c.batch_poll_max)
+
+
+def _check_secrets(c: RunConfig) -> None:
+    """The key goes in one header and nowhere else, so it must be a header's plain text;
+    and a URL is written to the manifest, so it must not carry credentials. Neither
+    message shows the value: it may be (or hold) a secret."""
+    if c.api_key is not None and not all(33 <= ord(ch) <= 126 for ch in c.api_key):
+        expected = "printable ASCII without spaces or line breaks (check MISTRAL_API_KEY)"
+        raise _refused("api_key", expected)
+    try:
+        url = urlsplit(c.server_url)
+        credentials = url.username is not None or url.password is not None
+    except ValueError:
+        raise _refused("server_url", "a valid http(s) URL") from None
+    if credentials:
+        expected = "a URL without a user name or password (the key goes in MISTRAL_API_KEY)"
+        raise _refused("server_url", expected)
 
 
 def manifest_path(results: Path) -> Path:

@@ -61,6 +61,7 @@ FailureType = Literal[
 #: Why an input line cannot be sent at all (dead-lettered by line number).
 InputProblem = Literal[
     "invalid_json",
+    "invalid_utf8",
     "not_an_object",
     "invalid_custom_id",
     "duplicate_custom_id",
@@ -72,9 +73,9 @@ InputProblem = Literal[
 #: What a final failure leads to.
 Action = Literal["retry", "hold", "pause", "dead_letter"]
 
-#: Why a run stopped before its input was exhausted (``incomplete``: batch jobs ended
+#: Why a run stopped before its input was exhausted (``unanswered``: batch jobs ended
 #: without answering every id they were sent).
-StopReason = Literal["interrupted", "fatal", "quota", "budget", "write_error", "incomplete"]
+StopReason = Literal["interrupted", "fatal", "quota", "budget", "write_error", "unanswered"]
 
 ACTIONS: Final[dict[FailureType, Action]] = {
     "rate_limited": "retry",
@@ -100,11 +101,14 @@ def action_of(type_: str) -> Action:
 
 @dataclass(frozen=True, slots=True)
 class Success:
-    """A 200 with a JSON object body; tokens from its ``usage``."""
+    """A 200 with a JSON object body; tokens from its ``usage``. ``raw`` is the body as the
+    server sent it, on one line (empty when there is none): the results keep it as it is,
+    which no re-serialization could (numbers past 64 bits, nesting past 254 levels)."""
 
     body: dict[str, Any]
     prompt_tokens: int
     completion_tokens: int
+    raw: bytes = b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,6 +22,10 @@ import pytest
 PREFIX = "mock server listening on "
 TEST_KEY = "sk-test-0123456789abcdef-SECRET"
 
+#: Proxy settings a CI machine may have: kept out of every test's environment, so that
+#: requests to the tests' loopback servers go straight there (a test of proxies sets its own).
+PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
+
 #: Whether the test being set up or run carries the ``e2e`` marker.
 _current_is_e2e = False
 
@@ -38,6 +42,15 @@ def require_e2e(what: str) -> None:
         pytest.fail(f"this test starts {what} as a process: mark it @pytest.mark.e2e")
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process clients (aiohttp, httpx) go straight to the loopback servers, whatever
+    proxy the machine names; a test of proxies names its own."""
+    for name in list(os.environ):
+        if name.lower() in PROXY_VARIABLES:
+            monkeypatch.delenv(name)
+
+
 @dataclass
 class MockProc:
     url: str
@@ -46,7 +59,8 @@ class MockProc:
     def stats(self) -> dict[str, Any]:
         import urllib.request
 
-        with urllib.request.urlopen(self.url + "/_mock/stats", timeout=10) as resp:
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+        with direct.open(self.url + "/_mock/stats", timeout=10) as resp:
             data: dict[str, Any] = orjson.loads(resp.read())
         return data
 
@@ -99,7 +113,11 @@ class CliResult:
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MISTRAL_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MISTRAL_") and k.lower() not in PROXY_VARIABLES
+    }
     env.update({"MISTRAL_API_KEY": TEST_KEY, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
     env.update(extra)
     return env

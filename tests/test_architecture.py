@@ -22,8 +22,26 @@ ALLOWED: dict[str, set[str]] = {
     "batch": _CORE | {"input", "clients", "limits", "ledger", "engine"},
     "dlq": _CORE | {"input", "ledger"},
     "mock": {"errors"},
-    "cli": _CORE | {"input", "clients", "limits", "ledger", "engine", "batch", "dlq", "mock"},
-    "__init__": _CORE | {"engine", "batch", "ledger", "mock"},
+    "export": _CORE | {"input", "ledger"},
+    "demo": set(),
+    "dryrun": _CORE | {"input", "limits"},
+    "api": _CORE | {"engine", "batch", "mock"},
+    "notebook": _CORE | {"input", "ledger", "export", "api"},
+    "cli": _CORE
+    | {
+        "input",
+        "clients",
+        "limits",
+        "ledger",
+        "engine",
+        "batch",
+        "dlq",
+        "mock",
+        "export",
+        "dryrun",
+        "api",
+    },
+    "__init__": _CORE | {"engine", "ledger", "mock", "api", "dryrun", "notebook"},
     "__main__": {"cli"},
 }
 

@@ -265,8 +265,8 @@ def _normalized(tmp: Path) -> tuple[list[Any], list[Any]]:
     """The outcome files without what differs from run to run (job ids, timestamps)."""
     results = []
     for r in read_jsonl(tmp / "out.jsonl"):
-        r["batchrunner"].pop("batch_job")
-        r["batchrunner"].pop("latency_ms")
+        for key in ("batch_job", "latency_ms", "ts"):
+            r["batchrunner"].pop(key)
         results.append(r)
     dead = []
     for d in read_jsonl(tmp / "dead.jsonl"):
@@ -370,7 +370,7 @@ def test_upload_files_split_by_requests_size_and_model(
     prep = Preparer(folder, tmp_path / "in.jsonl", limits, group_by_model=by_model)
     chunks = []
     for item in _items(tmp_path / "in.jsonl"):
-        full = prep.add(item, upload_line(item), str(item.body["model"]))
+        full = prep.add(item, upload_line(item), "/v1/chat/completions", str(item.body["model"]))
         chunks += [full] if full else []
     chunks += prep.finish()
     if expected is not None:
@@ -454,7 +454,7 @@ def test_an_ids_file_that_is_gone_or_changed_is_a_one_line_error(tmp_path: Path)
     write_jsonl(tmp_path / "in.jsonl", prompts(3))
     prep = Preparer(folder, tmp_path / "in.jsonl", (10, 10**6), group_by_model=False)
     for item in _items(tmp_path / "in.jsonl"):
-        prep.add(item, upload_line(item), SMALL)
+        prep.add(item, upload_line(item), "/v1/chat/completions", SMALL)
     (chunk,) = prep.finish()
     assert len(JobIndex.load(chunk.ids, chunk.ids_digest, 3)) == 3
     with chunk.ids.open("ab") as f:

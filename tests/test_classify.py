@@ -8,15 +8,19 @@ import orjson
 import pytest
 from multidict import CIMultiDict
 
+from batchrunner.clients.base import usage_of
 from batchrunner.clients.classify import (
     classify_status,
     connection_failure,
     error_message,
+    internal_error,
     invalid_response,
     parse_retry_after,
+    read_ok,
+    safe_text,
     timeout_failure,
 )
-from batchrunner.vocabulary import Failure
+from batchrunner.vocabulary import Failure, Success
 
 NOW = 1_750_000_000.0  # a fixed "current time" for HTTP-date tests
 
@@ -174,12 +178,105 @@ def test_long_text_is_clipped() -> None:
     assert error_message("e" * 500) == "e" * 500  # exactly at the limit: untouched
 
 
-def test_redacted_takes_the_key_out_of_a_message() -> None:
-    from batchrunner.clients.classify import redacted
-
+def test_the_key_is_taken_out_of_a_message() -> None:
     key = "sk-0123456789abcdef"
-    failure = Failure(type="quota_exceeded", status_code=429, message=f"quota spent for key {key}")
-    assert redacted(failure, key).message == "quota spent for key [redacted]"
-    assert redacted(failure, key).status_code == 429
-    short = Failure(type="validation_error", status_code=422, message="mock: injected 422")
-    assert redacted(short, "k") is short  # a too-short key would mangle words
+    failure = classify_status(429, {}, orjson.dumps({"message": f"quota spent for key {key}"}), key)
+    assert failure.message == "quota spent for key [redacted]"
+    assert failure.type == "quota_exceeded"
+    assert failure.status_code == 429
+    # A too-short key would mangle words: it is not looked for.
+    assert safe_text("mock: injected 422", "k") == "mock: injected 422"
+
+
+KEY = "sk-live-0123456789abcdefghijklmnopq"  # 35 characters
+
+
+@pytest.mark.parametrize("before", [480, 490, 495, 499, 500])
+def test_a_key_straddling_the_cut_leaves_nothing_of_itself(before: int) -> None:
+    body = orjson.dumps({"message": "x" * before + f"key {KEY} refused"})
+    message = classify_status(401, {}, body, KEY).message
+    assert len(message) <= 501
+    for n in range(9, len(KEY) + 1):
+        assert KEY[:n] not in message, n
+
+
+def test_a_key_the_server_cut_is_taken_out_of_the_tail() -> None:
+    assert safe_text("refused: " + KEY[:12], KEY) == "refused: [redacted]"
+    assert safe_text("refused: " + KEY[:8], KEY) == "refused: " + KEY[:8]  # 8: too short to tell
+    assert error_message(b"x" * 600 + KEY.encode(), KEY) == "x" * 500 + "\u2026"
+
+
+def test_an_internal_error_names_the_exception_and_where_without_the_key() -> None:
+    try:
+        raise ValueError(f"header {KEY} refused")
+    except ValueError as exc:
+        failure = internal_error(exc, KEY)
+    assert failure.type == "internal_error"
+    assert failure.action == "dead_letter"
+    assert failure.message.startswith("ValueError: header [redacted] refused (at test_classify.py:")
+
+
+# --- a 200: one reading for both clients ------------------------------------------------------
+
+CHAT = "/v1/chat/completions"
+
+
+def test_a_200_answer_is_a_success_kept_as_sent() -> None:
+    raw = b'{"id":"a","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4},"n":1}\n'
+    ok = read_ok(raw, CHAT, {})
+    assert ok == Success(orjson.loads(raw), 3, 4, raw.strip())
+    pretty = b'{\n  "choices": [],\r\n  "s": "a\\nb"\n}\n'
+    assert read_ok(pretty, CHAT, {}).raw == b'{  "choices": [],  "s": "a\\nb"}'  # type: ignore[union-attr]
+
+
+def test_the_key_is_taken_out_of_a_200_body() -> None:
+    raw = b'{"choices":[{"message":{"content":"your key is ' + KEY.encode() + b'"}}]}'
+    ok = read_ok(raw, CHAT, {}, KEY)
+    assert isinstance(ok, Success)
+    assert KEY.encode() not in ok.raw
+    assert ok.body["choices"][0]["message"]["content"] == "your key is [redacted]"
+
+
+@pytest.mark.parametrize(
+    ("raw", "type_", "retryable"),
+    [
+        (b"<html><body>sign in</body></html>", "invalid_response", True),
+        (b"[1, 2]", "invalid_response", True),
+        (b'{"foo": 1}', "invalid_response", True),
+        (b'{"data": []}', "invalid_response", True),  # an embeddings answer, not a chat one
+        (b'{"object":"error","message":"Rate limit exceeded","type":"rate_limited","code":"1300"}',
+         "rate_limited", True),
+        (b'{"object":"error","message":"Service unavailable","code":"503"}', "server_error", True),
+        (b'{"object":"error","message":"You have exceeded your monthly quota"}',
+         "quota_exceeded", False),
+        (b'{"object":"error","message":"Unauthorized","type":"unauthorized","code":"1000"}',
+         "unauthorized", False),
+        (b'{"object":"error","message":"Invalid model: x","type":"invalid_model"}',
+         "invalid_model", False),
+        (b'{"error":{"message":"bad input","type":"invalid_request_error"}}', "bad_request", False),
+        (b'{"error":{"message":"slow down","status":429}}', "rate_limited", True),
+        (b'{"object":"error","message":"something odd"}', "invalid_response", True),
+        (b'{"object":"error","choices":[]}', "invalid_response", True),
+    ],
+)  # fmt: skip
+def test_a_200_that_is_not_an_answer_is_a_failure(raw: bytes, type_: str, retryable: bool) -> None:
+    failure = read_ok(raw, CHAT, {})
+    assert isinstance(failure, Failure)
+    assert (failure.type, failure.status_code, failure.retryable) == (type_, 200, retryable)
+    assert failure.message.startswith("200 ")
+
+
+def test_an_error_body_nested_past_what_orjson_writes_still_has_a_message() -> None:
+    raw = b'{"object":"error","detail":' + b"[" * 300 + b"]" * 300 + b"}"
+    failure = classify_status(500, {}, raw)
+    assert failure.type == "server_error"
+    assert failure.message.startswith('{"object":"error","detail":[[[')
+    assert len(failure.message) == 501
+
+
+def test_usage_counts_below_zero_or_not_whole_count_as_zero() -> None:
+    body = {"choices": [], "usage": {"prompt_tokens": -5, "completion_tokens": True}}
+    assert usage_of(body) == Success(body, 0, 0)
+    assert (
+        usage_of({"usage": {"prompt_tokens": 2.5, "completion_tokens": 7}}).completion_tokens == 7
+    )

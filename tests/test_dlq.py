@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,9 @@ from conftest import (
 
 from batchrunner.cli.dlq import dlq
 from batchrunner.dlq.entries import DlqError, find_run, live_entries
-from batchrunner.dlq.requeue import build_requeue
+from batchrunner.dlq.requeue import build_requeue, write_requeue
 from batchrunner.dlq.summary import normalise
+from batchrunner.ledger import table
 
 MODEL = "mistral-small-latest"
 # The breaker is off: these runs are meant to dead-letter 401s and 404s, not to stop on them.
@@ -47,7 +49,7 @@ ROWS: list[Row] = [
     {"custom_id": "b1", "prompt": "[[mock:400]] one"},
     {"custom_id": "n1", "prompt": "[[mock:404]] where"},
     {"custom_id": "n2", "body": {"messages": [{"role": "user", "content": "[[mock:404]] Gone"}]}},
-    {"prompt": "[[mock:404]] no id"},  # line 5: its id is "5"
+    {"prompt": "[[mock:404]] no id"},  # line 5: its id is "#5"
     {"custom_id": "v1", "prompt": "[[mock:422]] bad"},
     {"custom_id": "u1", "prompt": "[[mock:401]] auth"},
     {"custom_id": "m1", "prompt": "model a", "model": "foo-1"},
@@ -56,7 +58,7 @@ ROWS: list[Row] = [
     {"custom_id": "ok2", "prompt": "fine too"},
 ]
 BROKEN = b'{"custom_id": "x",\n[1, 2]\n\xff\xfe{}\n'  # lines 12-14
-DEAD_STATUS = {"b1": 400, "n1": 404, "n2": 404, "5": 404, "v1": 422, "u1": 401}
+DEAD_STATUS = {"b1": 400, "n1": 404, "n2": 404, "#5": 404, "v1": 422, "u1": 401}
 DEAD_STATUS |= {"m1": 400, "m2": 400}
 INPUT_TYPES = {10: "no_request", 12: "invalid_json", 13: "not_an_object", 14: "invalid_utf8"}
 
@@ -166,6 +168,26 @@ def test_last_entry_wins_and_a_result_supersedes(tmp_path: Path) -> None:
     assert len(live_entries(dlq_path)) == 5  # no results file: b and c count too
 
 
+def test_live_entries_stream_in_line_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def dead(cid: str | None, line: int | None, kind: str = "request") -> Row:
+        error = {"status_code": 400, "type": "bad_request", "message": f"m {cid}"}
+        return {"custom_id": cid, "line": line, "error": error, "batchrunner": {"kind": kind}}
+
+    rows = [dead("c", 9), dead("x", None), dead("a", 2), dead(None, 5, "input"), dead("b", 2)]
+    rows += [dead(f"n{i}", 100 - i) for i in range(10)]
+    dlq_path = write_jsonl(tmp_path / "x.dead.jsonl", rows)
+    monkeypatch.setattr(table, "_SORT_CHUNK", 3)  # several sorted runs, merged
+    entries = live_entries(dlq_path)
+    in_order = [(e.custom_id, e.line) for e in entries]
+    assert in_order[:5] == [("a", 2), ("b", 2), (None, 5), ("c", 9), ("n9", 91)]
+    assert in_order[-1] == ("x", None)  # no line: last
+    assert len(entries) == len(rows) == len(list(entries))  # read again, the same
+    assert [e.custom_id for e in entries.in_file_order()] == [r["custom_id"] for r in rows]
+    with dlq_path.open("ab") as f:  # a run appending while dlq reads: not counted
+        f.write(orjson.dumps(dead("late", 1)) + b"\n")
+    assert len(list(entries)) == len(list(entries.in_file_order())) == len(rows)
+
+
 @pytest.mark.e2e
 def test_the_results_file_is_found_by_option_manifest_or_name(
     dead_run: Run, tmp_path: Path
@@ -267,9 +289,9 @@ def shown_ids(*args: str | Path) -> list[str | None]:
 @pytest.mark.e2e
 def test_show_filters(dead_run: Run) -> None:
     dead = dead_run.dead
-    either = ["b1", "n1", "n2", "5", "m1", "m2"]
+    either = ["b1", "n1", "n2", "#5", "m1", "m2"]
     assert shown_ids(dead, "--status", "400", "--status", "404") == either
-    assert shown_ids(dead, "--type", "not_found") == ["n1", "n2", "5"]
+    assert shown_ids(dead, "--type", "not_found") == ["n1", "n2", "#5"]
     assert shown_ids(dead, "--type", "not_found", "--status", "400") == []
     assert shown_ids(dead, "--grep", "INVALID model") == ["m1", "m2"]  # in the message
     assert shown_ids(dead, "--grep", "gone") == ["n2"]  # in the request's text
@@ -312,13 +334,26 @@ def test_requeue_writes_batch_lines_and_reports_what_it_left_out(
     assert all(list(r) == ["custom_id", "body"] for r in rows.values())
     # The prompt shorthand became messages, and the run's model was added.
     messages = [{"role": "user", "content": "[[mock:404]] no id"}]
-    assert rows["5"]["body"] == {"messages": messages, "model": MODEL}
+    assert rows["#5"]["body"] == {"messages": messages, "model": MODEL}
     assert rows["n2"]["body"]["messages"][0]["content"] == "[[mock:404]] Gone"
     assert rows["m1"]["body"]["model"] == "foo-1"  # a body's own model is kept
     assert "left out 4 entries" in res.stderr
     for type_ in ("invalid_json", "invalid_utf8", "not_an_object", "no_request"):
         assert f"1 {type_}:" in res.stderr
     assert f"re-queued {len(DEAD_STATUS)} requests" in res.stdout
+
+
+@pytest.mark.e2e
+def test_requeue_to_stdout_writes_only_the_lines_there(dead_run: Run) -> None:
+    res = invoke("requeue", dead_run.dead, "-o", "-", "--status", "404")
+    assert res.exit_code == 0, res.output
+    assert [orjson.loads(line)["custom_id"] for line in res.stdout.splitlines()] == [
+        "n1",
+        "n2",
+        "#5",
+    ]
+    assert "re-queued 3 requests to stdout" in res.stderr
+    assert not Path("-").exists()
 
 
 @pytest.mark.e2e
@@ -330,7 +365,7 @@ def test_requeue_refuses_to_overwrite_without_force(dead_run: Run, tmp_path: Pat
     assert out.read_text() == "keep me\n"
     res = invoke("requeue", dead_run.dead, "-o", out, "--status", "404", "--force")
     assert res.exit_code == 0, res.output
-    assert [r["custom_id"] for r in read_jsonl(out)] == ["n1", "n2", "5"]
+    assert [r["custom_id"] for r in read_jsonl(out)] == ["n1", "n2", "#5"]
     mine = invoke("requeue", dead_run.dead, "-o", dead_run.dead, "--force")
     assert mine.exit_code == 2 and "being read" in mine.output
 
@@ -370,7 +405,21 @@ def test_requeue_builds_bodies_for_the_runs_endpoint_and_model(tmp_path: Path) -
     }
     assert "--endpoint /v1/fim/completions" in res.stdout  # how to send it
     no_model = build_requeue(live_entries(dlq_path), "/v1/fim/completions", None)
-    assert len(no_model.lines) == 1 and no_model.left_out == Counter(no_model=1)
+    assert len(list(no_model.lines)) == 1 and no_model.left_out == Counter(no_model=1)
+
+
+def test_requeue_writes_as_it_reads_and_leaves_no_half_file(tmp_path: Path) -> None:
+    out = tmp_path / "again.jsonl"
+    assert write_requeue(out, iter([])) == 0 and not out.exists()  # no line, no file
+
+    def lines() -> Iterator[bytes]:
+        yield b'{"custom_id": "a"}\n'
+        assert out.exists()  # written as the lines come, not once all are built
+        raise DlqError("the dead-letter file went away")
+
+    with pytest.raises(DlqError):
+        write_requeue(out, lines())
+    assert not out.exists()
 
 
 @pytest.mark.e2e
@@ -389,7 +438,7 @@ def test_requeued_404s_run_and_are_dead_lettered_again(dead_run: Run, tmp_path: 
     assert {r["custom_id"]: r["error"]["status_code"] for r in read_jsonl(dead)} == {
         "n1": 404,
         "n2": 404,
-        "5": 404,
+        "#5": 404,
     }
     assert all(r["batchrunner"]["kind"] == "request" for r in read_jsonl(dead))
 

@@ -9,6 +9,7 @@ result is tied to the request it belongs to.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +24,12 @@ pytestmark = pytest.mark.e2e
 MODEL = "mistral-small-latest"
 CHAT_PATH = "/v1/chat/completions"
 CLIENTS = pytest.mark.parametrize("client", ["http", "sdk"])
-FAST = ("--backoff-base", "0.01", "--backoff-max", "0.05", "--timeout", "1")
+# A 2 s timeout: the SDK spends ~10 ms of CPU a call, so on a loaded 2-core machine a
+# 1 s timeout fired on healthy answers; the mock's timeout fault still hangs longer (3 s).
+FAST = ("--backoff-base", "0.01", "--backoff-max", "0.05", "--timeout", "2")
 RESULT_KEYS = ["custom_id", "response", "error", "batchrunner"]
-META_KEYS = {"line", "attempts", "latency_ms", "fp"}
+#: ts (issue 12): when the result completed, UTC, as a dead-letter line's ts.
+META_KEYS = {"ts", "line", "attempts", "latency_ms", "fp"}
 DEAD_KEYS = {"custom_id", "line", "request", "error", "attempts", "ts", "batchrunner"}
 
 MockFactory = Callable[..., MockProc]
@@ -126,6 +130,7 @@ def assert_result_shape(result: Row, line: int) -> None:
     assert isinstance(meta["attempts"], int) and meta["attempts"] >= 1
     assert isinstance(meta["latency_ms"], int | float) and meta["latency_ms"] >= 0
     assert isinstance(meta["fp"], str) and len(meta["fp"]) == 16
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", meta["ts"])
 
 
 # -- 1. all good ----------------------------------------------------------------------
@@ -317,7 +322,7 @@ def test_bad_input_lines(mock_server: MockFactory, tmp_path: Path) -> None:
         b'{"custom_id": "good-2", "prompt": "second"}',  # 7
         b'{"custom_id": "good-2", "prompt": "second again"}',  # 8
         b"   \t",  # 9
-        b'{"prompt": "who am I"}',  # 10 -> custom_id "10"
+        b'{"prompt": "who am I"}',  # 10 -> custom_id "#10"
         b'{"custom_id": "", "prompt": "empty id"}',  # 11
         b'{"custom_id": "bad-body", "body": "not an object"}',  # 12
         b'{"custom_id": "good-3", "prompt": "last, no newline"}',  # 13
@@ -355,11 +360,11 @@ def test_bad_input_lines(mock_server: MockFactory, tmp_path: Path) -> None:
     assert {cid: r["batchrunner"]["line"] for cid, r in got.items()} == {
         "good-1": 1,
         "good-2": 7,
-        "10": 10,
+        "#10": 10,
         "good-3": 13,
     }
     assert content_of(got["good-2"]) == "echo: second"
-    assert content_of(got["10"]) == "echo: who am I"
+    assert content_of(got["#10"]) == "echo: who am I"
     assert content_of(got["good-3"]) == "echo: last, no newline"
     assert posts(mock.stats()) == 4, "a bad line was sent"
     assert summary["dead_lettered_input_lines"] == len(expected_bad)

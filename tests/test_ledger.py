@@ -4,20 +4,23 @@ dead-letter entry is in force (the one rule the run, ``status`` and ``dlq`` shar
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from batchrunner.input.lines import BadLine, Done, Item, parse_line
+from batchrunner.input.lines import DUPLICATE, NEW, BadLine, Done, Item, parse_line
+from batchrunner.ledger import records
 from batchrunner.ledger.records import (
     dead_line,
     input_dead_line,
     loads_object,
     read_dead,
-    read_result,
+    read_records,
+    read_results,
     result_line,
 )
-from batchrunner.ledger.state import LedgerState, read_records, scan, scan_readonly
+from batchrunner.ledger.state import LedgerState, scan, scan_readonly
 from batchrunner.vocabulary import Failure
 
 CHAT = "/v1/chat/completions"
@@ -46,9 +49,29 @@ def write(path: Path, *lines: bytes) -> Path:
     return path
 
 
+def claimed(state: LedgerState, cid: str) -> Done | None:
+    """The :class:`Done` a read of the input makes of a line naming ``cid`` (once per id:
+    a second line naming it is a duplicate); ``None`` for an id to send."""
+    outcome = state.claim(cid)
+    assert outcome != DUPLICATE
+    return None if outcome == NEW else Done(cid, 1, outcome)
+
+
+def decided(state: LedgerState, cid: str) -> bool:
+    return claimed(state, cid) is not None
+
+
 def failure_of(state: LedgerState, cid: str) -> tuple[int | None, str] | None:
-    entry = state.dead_entry(cid)
-    return None if entry is None else (entry.status_code, entry.type)
+    """(status, type) of the entry in force for a dead id; ``None`` if done or to send."""
+    done = claimed(state, cid)
+    entry = state.decide(done) if done is not None else None
+    return None if entry is None or entry == "done" else (entry.status_code, entry.type)
+
+
+def sent_fp(state: LedgerState, cid: str) -> str | None:
+    done = claimed(state, cid)
+    assert done is not None
+    return state.sent_fp(done)
 
 
 def in_force(state: LedgerState, dead: Path) -> list[tuple[str | None, int | None, str]]:
@@ -69,7 +92,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_scan_missing_files_is_empty(files: tuple[Path, Path]) -> None:
     state = scan(*files)
-    assert not state.decided("a")
+    assert not decided(state, "a")
     assert state.decide(bad_line(1)) is None
     assert state.warnings == []
     assert not any(p.exists() for p in files)
@@ -80,11 +103,13 @@ def test_scan_results_ids_with_fingerprints(files: tuple[Path, Path]) -> None:
     a, b = make_item("a", "one"), make_item("b", "two")
     write(results, result_line(a, {"id": "x"}, 1, 0.1), b"\n", result_line(b, {}, 2, 0.2))
     state = scan(results, dead)
-    assert (state.decided("a"), state.decided("b"), state.decided("c")) == (True, True, False)
-    assert (state.sent_fp("a"), state.sent_fp("b")) == (a.fp, b.fp)
-    assert state.decide(Done("a", 1)) == "done"
+    assert (sent_fp(state, "a"), sent_fp(state, "b"), decided(state, "c")) == (a.fp, b.fp, False)
+    assert state.claim("a") == DUPLICATE  # a second line naming it
     assert state.warnings == []
-    assert scan(results, dead, with_fp=False).sent_fp("a") is None  # the lighter scan
+    light = scan(results, dead, with_fp=False)
+    done = claimed(light, "a")
+    assert done is not None and light.decide(done) == "done"
+    assert light.sent_fp(done) is None  # the lighter scan keeps no fingerprints
 
 
 def test_scan_dead_entries_by_kind(files: tuple[Path, Path]) -> None:
@@ -92,15 +117,16 @@ def test_scan_dead_entries_by_kind(files: tuple[Path, Path]) -> None:
     c = make_item("c")
     write(dead, dead_line(c, rejected(422, "validation_error"), 1), input_dead_line(bad_line(7)))
     state = scan(results, dead)
-    assert failure_of(state, "c") == (422, "validation_error")
-    assert state.sent_fp("c") == c.fp
-    decision = state.decide(Done("c", 1))
-    assert decision != "done" and decision is not None and decision.key == "422"
+    done = claimed(state, "c")
+    assert done is not None and state.sent_fp(done) == c.fp
+    decision = state.decide(done)
+    assert decision not in ("done", None) and decision.key == "422"
+    assert (decision.status_code, decision.type) == (422, "validation_error")
     # An input line is recorded by its line number, not by the id it may carry.
     line7 = state.decide(bad_line(7))
     assert line7 is not None and line7 != "done" and line7.key == "no_model"
     assert state.decide(bad_line(8)) is None
-    assert not state.decided("x")
+    assert not decided(state, "x")
 
 
 @pytest.mark.parametrize("dead_first", [True, False])
@@ -115,7 +141,8 @@ def test_scan_result_supersedes_dead_entry(files: tuple[Path, Path], dead_first:
         write(path, line)
     write(dead, dead_line(b, rejected(), 1))
     state = scan(results, dead)
-    assert state.decided("a") and failure_of(state, "a") is None  # the result wins
+    done = claimed(state, "a")
+    assert done is not None and state.decide(done) == "done"  # the result wins
     assert failure_of(state, "b") == (400, "bad_request")
     assert in_force(state, dead) == [("b", 1, "bad_request")]
 
@@ -157,9 +184,10 @@ def test_retry_dead_selects_by_status(files: tuple[Path, Path]) -> None:
     write(dead, dead_line(a, rejected(400), 1), dead_line(b, rejected(500, "server_error"), 8))
     state = scan(results, dead)
     state.retry_dead([500])
-    assert (state.decided("a"), state.decided("b")) == (True, False)
+    assert (decided(state, "a"), decided(state, "b")) == (True, False)
+    state = scan(results, dead)
     state.retry_dead([])
-    assert not state.decided("a")
+    assert (decided(state, "a"), decided(state, "b")) == (False, False)
 
 
 def test_scan_invalid_lines_are_warnings_not_fatal(files: tuple[Path, Path]) -> None:
@@ -169,7 +197,7 @@ def test_scan_invalid_lines_are_warnings_not_fatal(files: tuple[Path, Path]) -> 
     write(dead, b"{oops\n", dead_line(make_item("d"), rejected(), 1), b"\n")
     write(dead, b'{"custom_id": null, "batchrunner": {"kind": "request"}}\n')
     state = scan(results, dead)
-    assert state.decided("a") and state.decided("d")
+    assert decided(state, "a") and decided(state, "d")
     assert sorted(state.warnings) == sorted(
         [
             f"{results}:1: not a result line; ignored",
@@ -186,16 +214,17 @@ def test_scan_repairs_a_torn_tail_with_a_warning(files: tuple[Path, Path]) -> No
     a = make_item("a")
     torn_result = result_line(make_item("z"), {}, 1, 0.1)[:30]
     torn_dead = dead_line(make_item("y"), rejected(), 1)[:-5]
-    write(results, result_line(a, {}, 1, 0.1), torn_result)
+    whole = result_line(a, {}, 1, 0.1)
+    write(results, whole, torn_result)
     write(dead, torn_dead)
     assert len(scan_readonly(results, dead).warnings) == 2  # read-only: reported, kept
     state = scan(results, dead)
-    assert state.decided("a") and not state.decided("z") and not state.decided("y")
+    assert decided(state, "a") and not decided(state, "z") and not decided(state, "y")
     assert len(state.warnings) == 2
     assert f"repaired {results}" in state.warnings[0]
     assert f"{len(torn_result)} bytes" in state.warnings[0]
     assert f"repaired {dead}" in state.warnings[1]
-    assert results.read_bytes() == result_line(a, {}, 1, 0.1)
+    assert results.read_bytes() == whole
     assert dead.read_bytes() == b""
 
 
@@ -207,13 +236,44 @@ def test_scan_repairs_a_torn_tail_with_a_warning(files: tuple[Path, Path]) -> No
         {"custom_id": 'a"b', "batchrunner": {"line": 4, "fp": "00ff"}},
     ],
 )
-def test_read_result_reads_lines_not_written_by_us(line: dict[str, object]) -> None:
-    found = read_result(orjson.dumps(line) + b"\n")
-    assert found == (line["custom_id"], 4, "00ff")
+def test_read_results_reads_lines_not_written_by_us(line: dict[str, Any], tmp_path: Path) -> None:
+    path = write(tmp_path / "r.jsonl", orjson.dumps(line) + b"\n")
+    assert list(read_results(path)) == [(1, line["custom_id"].encode(), 4, b"00ff")]
 
 
-def test_read_result_fast_path_agrees_with_a_parse() -> None:
+def test_read_results_reads_our_own_lines_without_a_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = [make_item(f"r{i}", line=i) for i in range(1, 4)]
+    path = write(tmp_path / "r.jsonl", *(result_line(it, {"n": 1}, 1, 0.5) for it in items))
+    monkeypatch.setattr(records, "loads_object", None)  # any parse would fail
+    assert [r[1:] for r in read_results(path)] == [
+        (it.custom_id.encode(), it.line, it.fp.encode()) for it in items
+    ]
+
+
+def test_read_results_fast_path_agrees_with_a_parse(tmp_path: Path) -> None:
     item = make_item("é-1", line=12)
     raw = result_line(item, {"text": ',"batchrunner":{"line":99,'}, 3, 0.25)
-    assert read_result(raw) == ("é-1", 12, item.fp)
-    assert read_result(raw.rstrip(b"\n")) == ("é-1", 12, item.fp)  # no newline: parsed
+    also = result_line(make_item("b\\c", line=13), {}, 1, 0.1)  # escaped: parsed
+    path = write(tmp_path / "r.jsonl", raw, b"\n", also, b"[]\n", raw.rstrip(b"\n"))
+    assert list(read_results(path)) == [
+        (1, "é-1".encode(), 12, item.fp.encode()),
+        (3, b"b\\c", 13, make_item("b\\c").fp.encode()),
+        (4, None, 0, None),
+        (5, "é-1".encode(), 12, item.fp.encode()),  # no newline: parsed
+    ]
+
+
+def test_a_result_says_when_it_completed_and_is_still_read_without_a_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    item = make_item("a", line=3)
+    raw = result_line(item, {"x": 1}, 2, 0.5)
+    meta = orjson.loads(raw)["batchrunner"]
+    assert list(meta) == ["line", "attempts", "latency_ms", "ts", "fp"]
+    assert meta["ts"].endswith("Z") and len(meta["ts"]) == 20  # UTC, as dead-letter lines
+    before = orjson.loads(raw) | {"batchrunner": {k: v for k, v in meta.items() if k != "ts"}}
+    path = write(tmp_path / "r.jsonl", raw, orjson.dumps(before) + b"\n")
+    monkeypatch.setattr(records, "loads_object", None)  # no parse allowed
+    assert [r[1:] for r in read_results(path)] == [(b"a", 3, item.fp.encode())] * 2

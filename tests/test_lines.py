@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchrunner.input.lines import BadLine, Item, fingerprint, parse_line, read_input
+from batchrunner.input.lines import (
+    DUPLICATE,
+    NEW,
+    BadLine,
+    Done,
+    Item,
+    fingerprint,
+    parse_line,
+    read_input,
+)
 from batchrunner.ledger.records import dead_line, input_dead_line
 from batchrunner.vocabulary import Failure
 
@@ -97,8 +106,34 @@ def test_prompt_shorthand_is_not_a_request_for_embeddings() -> None:
 # --- ids --------------------------------------------------------------------------------------
 
 
-def test_missing_custom_id_uses_the_line_number() -> None:
-    assert item(dumps({"prompt": "x"}), line=17).custom_id == "17"
+def test_missing_custom_id_is_hash_and_the_line_number() -> None:
+    assert item(dumps({"prompt": "x"}), line=17).custom_id == "#17"
+    # A run begun before "#N" keeps bare numbers (its manifest says so): see test_ids.py.
+    legacy = parse_line(dumps({"prompt": "x"}), 17, CHAT, "m", implicit_prefix="")
+    assert isinstance(legacy, Item) and legacy.custom_id == "17"
+
+
+def test_byte_order_mark_is_dropped_on_line_one_only() -> None:
+    raw = b"\xef\xbb\xbf" + dumps({"custom_id": "a", "prompt": "x"})
+    assert item(raw, line=1).custom_id == "a"
+    assert bad(raw, line=2).type == "invalid_json"  # a BOM anywhere else is not one
+
+
+def test_a_line_url_routes_it_and_stays_out_of_the_body() -> None:
+    it = item(dumps({"custom_id": "e", "method": "POST", "url": EMBED, "input": "x"}))
+    assert (it.endpoint, it.body) == (EMBED, {"input": "x", "model": "m"})
+    assert item(dumps({"custom_id": "c", "prompt": "x"})).endpoint is None  # the run's
+
+
+def test_number_and_string_ids_clash_with_a_reason(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(dumps({"custom_id": "7", "prompt": "a"}) + b"\n")
+    with path.open("ab") as f:
+        f.write(dumps({"custom_id": 7, "prompt": "b"}) + b"\n")
+    first, second = read_input(path, CHAT, "m")
+    assert isinstance(first, Item) and isinstance(second, BadLine)
+    assert second.type == "duplicate_custom_id"
+    assert 'the number 7 and the string "7" are the same id' in second.message
 
 
 def test_integer_custom_id_becomes_a_string() -> None:
@@ -322,7 +357,7 @@ def test_read_input_line_numbers_are_physical(tmp_path: Path) -> None:
     )
     entries = list(read_input(path, CHAT, "m"))
     assert [e.line for e in entries] == [2, 5, 7]
-    assert [e.custom_id for e in entries] == ["2", None, "7"]
+    assert [e.custom_id for e in entries] == ["#2", None, "#7"]
     assert isinstance(entries[1], BadLine)
     assert entries[1].type == "invalid_json"
 
@@ -332,7 +367,7 @@ def test_read_input_crlf_file(tmp_path: Path) -> None:
     path.write_bytes(b'{"custom_id": "x", "prompt": "a"}\r\n\r\n{"prompt": "b"}\r\n')
     entries = list(read_input(path, CHAT, "m"))
     assert all(isinstance(e, Item) for e in entries)
-    assert [(e.custom_id, e.line) for e in entries] == [("x", 1), ("3", 3)]
+    assert [(e.custom_id, e.line) for e in entries] == [("x", 1), ("#3", 3)]
 
 
 def test_read_input_truncated_last_line_without_newline(tmp_path: Path) -> None:
@@ -381,15 +416,27 @@ def test_read_input_done_ids_are_skipped_or_compared(tmp_path: Path) -> None:
             b'{"custom_id": "a", "prompt": "x"}',
             b'{"custom_id": "b", "body": 5}',
             b'{"prompt": "y"}',
+            b'{"custom_id": "a", "prompt": "again"}',
+            b'{"custom_id": "#3", "prompt": "z"}',  # line 3's implicit id
         ],
     )
-    done = {"a", "b"}.__contains__
-    fast = list(read_input(path, CHAT, "m", done))
-    assert [type(e).__name__ for e in fast] == ["Done", "Done", "Item"]
-    compared = list(read_input(path, CHAT, "m", done, compare_done=True))
-    # a done line that still makes a request comes back to be compared; one that no longer
+    outcomes = {"a": 7, "b": 8}
+
+    def claim(cid: str) -> int:  # each decided id once; the others are read_input's to track
+        return outcomes.pop(cid, DUPLICATE if cid in "ab" else NEW)
+
+    fast = list(read_input(path, CHAT, "m", claim))
+    assert [type(e).__name__ for e in fast] == ["Done", "Done", "Item", "BadLine", "BadLine"]
+    assert [e.outcome for e in fast[:2] if isinstance(e, Done)] == [7, 8]
+    assert all(isinstance(e, Done) and e.item is None for e in fast[:2])
+    assert [e.type for e in fast[3:] if isinstance(e, BadLine)] == ["duplicate_custom_id"] * 2
+    outcomes.update(a=7, b=8)
+    compared = list(read_input(path, CHAT, "m", claim, compare_done=True))
+    # a done line that still makes a request carries it, to be compared; one that no longer
     # does is still done (its result stands), never dead-lettered
-    assert [type(e).__name__ for e in compared] == ["Item", "Done", "Item"]
+    a, b = compared[:2]
+    assert isinstance(a, Done) and a.item is not None and a.item.custom_id == "a"
+    assert isinstance(b, Done) and b.item is None
 
 
 # --- properties -------------------------------------------------------------------------------

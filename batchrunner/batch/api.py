@@ -23,11 +23,12 @@ import httpx2
 from mistralai.client import Mistral, models
 from mistralai.client.errors import MistralError, NoResponseError, ResponseValidationError
 
+from batchrunner.clients.base import on_loopback
 from batchrunner.clients.classify import (
     classify_status,
     connection_failure,
     invalid_response,
-    redacted,
+    safe_text,
     timeout_failure,
 )
 from batchrunner.engine.retry import RetryPolicy
@@ -97,7 +98,10 @@ class BatchApi:
         policy: RetryPolicy,
         rng: random.Random,
     ) -> None:
-        self._http = httpx2.AsyncClient(follow_redirects=True)
+        # The environment's proxy, as the online clients take it (none for the loopback).
+        self._http = httpx2.AsyncClient(
+            follow_redirects=True, trust_env=not on_loopback(server_url)
+        )
         # retry_config=None: the SDK never retries on its own; _retrying below does.
         self._sdk = Mistral(
             api_key=api_key,
@@ -206,17 +210,17 @@ class BatchApi:
     def _failure_of(self, exc: Exception) -> Failure:
         """The failure an online request would record for the same error; anything that
         is not an answer or a transport error is raised as it is."""
+        key = self._key
         if isinstance(exc, ResponseValidationError):
-            failure = invalid_response(f"an answer the SDK could not read: {exc.message}")
-        elif isinstance(exc, MistralError):
-            failure = classify_status(exc.status_code, exc.headers, exc.body)
-        elif isinstance(exc, TimeoutError | httpx2.TimeoutException):
-            failure = timeout_failure(self._timeout)
-        elif isinstance(exc, NoResponseError | httpx2.TransportError):
-            failure = connection_failure(exc)
-        else:
-            raise exc
-        return redacted(failure, self._key)
+            detail = safe_text(f"an answer the SDK could not read: {exc.message}", key)
+            return invalid_response(detail)
+        if isinstance(exc, MistralError):
+            return classify_status(exc.status_code, exc.headers, exc.body, key)
+        if isinstance(exc, TimeoutError | httpx2.TimeoutException):
+            return timeout_failure(self._timeout)
+        if isinstance(exc, NoResponseError | httpx2.RequestError):  # a redirect loop too
+            return connection_failure(exc, key)
+        raise exc
 
 
 def _write(out: Any, chunk: bytes, dest: Path) -> None:

@@ -33,8 +33,7 @@ import orjson
 from batchrunner.config import jobs_dir
 from batchrunner.errors import LedgerError
 from batchrunner.ledger.appendfile import AppendFile, repair_torn_tail
-from batchrunner.ledger.records import loads_object, utc_iso
-from batchrunner.ledger.state import read_records
+from batchrunner.ledger.records import loads_object, read_records, utc_iso
 
 __all__ = [
     "ENDED",

@@ -4,7 +4,7 @@ Each item becomes one line of the Batch API's input form, ``{"custom_id", "body"
 temporary file beside the run's jobs record, while its id goes to the job's ids file
 (:mod:`batchrunner.batch.ids`). A file is closed, and handed over as a :class:`Chunk`, when
 the next line would pass ``max_requests`` or ``max_bytes``; with ``group_by_model`` each
-model fills files of its own (a batch job runs one model).
+endpoint and model fills files of its own (a batch job runs one model on one endpoint).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class Chunk:
     """A prepared upload: the file to send, the ids it covers, what it may cost."""
 
     token: str
+    endpoint: str
     model: str
     upload: Path
     ids: Path
@@ -50,11 +51,11 @@ class Chunk:
 class _Open:
     """One upload file being written, with its ids file."""
 
-    __slots__ = ("cost", "count", "file", "ids", "model", "size", "token", "upload")
+    __slots__ = ("cost", "count", "endpoint", "file", "ids", "model", "size", "token", "upload")
 
-    def __init__(self, folder: Path, model: str) -> None:
+    def __init__(self, folder: Path, endpoint: str, model: str) -> None:
         self.token = secrets.token_hex(8)
-        self.model = model
+        self.endpoint, self.model = endpoint, model
         self.upload = folder / f".{self.token}.upload.tmp"
         self.file: IO[bytes] = open(self.upload, "wb", buffering=1 << 20)  # noqa: SIM115
         self.ids = IdsWriter(folder / f"{self.token}.ids")
@@ -72,8 +73,8 @@ class _Open:
         self.file.close()
         digest = self.ids.close()
         return Chunk(
-            self.token, self.model, self.upload, self.ids.path, self.count, self.size, digest,
-            self.cost,
+            self.token, self.endpoint, self.model, self.upload, self.ids.path, self.count,
+            self.size, digest, self.cost,
         )  # fmt: skip
 
     def discard(self) -> None:
@@ -100,12 +101,13 @@ class Preparer:
         self._folder, self._limits, self._costing = folder, limits, costing
         self._single = not group_by_model
         self._offsets = LineOffsets(input_path)
-        self._open: dict[str, _Open] = {}
+        self._open: dict[tuple[str, str], _Open] = {}
 
-    def add(self, item: Item, line: bytes, model: str) -> Chunk | None:
-        """Write ``line`` (:func:`upload_line` of ``item``) to ``model``'s file; returns that
-        file as a chunk when ``line`` would not fit in it, then starts a new one."""
-        key = "" if self._single else model
+    def add(self, item: Item, line: bytes, endpoint: str, model: str) -> Chunk | None:
+        """Write ``line`` (:func:`upload_line` of ``item``) to the file of its endpoint and
+        model; returns that file as a chunk when ``line`` would not fit in it, then starts a
+        new one."""
+        key = ("", "") if self._single else (endpoint, model)
         current = self._open.get(key)
         full = None
         max_requests, max_bytes = self._limits
@@ -115,7 +117,7 @@ class Preparer:
             full = current.close()
             current = None
         if current is None:
-            current = self._open[key] = _Open(self._folder, model)
+            current = self._open[key] = _Open(self._folder, endpoint, model)
         cost = self._costing(item) if self._costing is not None else 0.0
         current.add(item, line, self._offsets.offset_of(item.line), cost)
         return full

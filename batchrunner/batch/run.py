@@ -28,23 +28,20 @@ from pathlib import Path
 import anyio
 
 from batchrunner.batch.api import ApiFailure, BatchApi, JobState
-from batchrunner.batch.home import (
-    Homecoming,
-    JobContext,
-    bring_home_file,
-    dead_ids_of_job,
-)
+from batchrunner.batch.home import Homecoming, JobContext, bring_home_file, ids_of_job
 from batchrunner.batch.ids import JobIndex
 from batchrunner.batch.jobs import ChunkRecord, JobBook
 from batchrunner.batch.submit import BREATHE_EVERY, Submitter, admitted
 from batchrunner.config import RunConfig, jobs_dir
 from batchrunner.engine.control import Stop
+from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.opening import Opened, open_run
 from batchrunner.engine.outcomes import quota_stop, tripped_stop
 from batchrunner.engine.retry import RetryPolicy
 from batchrunner.engine.stats import RunStats
 from batchrunner.errors import ConfigError
 from batchrunner.input.idset import IdSet
+from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
 from batchrunner.limits.pricing import CostMeter, batch_prices, price_table
 
 __all__ = ["BatchRun"]
@@ -56,9 +53,15 @@ class BatchRun:
     """One batch run. Create it, hand it to whoever renders progress, ``await run()``."""
 
     def __init__(
-        self, config: RunConfig, api: BatchApi | None = None, seed: int | None = None
+        self,
+        config: RunConfig,
+        api: BatchApi | None = None,
+        seed: int | None = None,
+        events: Events = NO_EVENTS,
     ) -> None:
-        self.config, self.stats = config, RunStats()
+        """``events`` hears the run's start and end, each job's status changes and each
+        dead-letter (``--log-json``)."""
+        self.config, self.stats, self._events = config, RunStats(), events
         #: Called after each change of :attr:`phase` and each record of a job: a display
         #: that renders on it misses no status change.
         self.on_change: Callable[[], None] = _nothing
@@ -126,6 +129,7 @@ class BatchRun:
         api = self._api or BatchApi(
             cfg.server_url, cfg.api_key, cfg.timeout, _policy(cfg), self._rng
         )
+        self._events.run_start(cfg, self.stats.total_lines)
         try:
             with self._scope:
                 await self._go(api, self._book)
@@ -138,6 +142,7 @@ class BatchRun:
             self._book.close()
             self._opened.ledger.close()
             self._finish()
+            self._events.run_end(self.stats)
         return self.stats
 
     async def _go(self, api: BatchApi, book: JobBook) -> None:
@@ -189,6 +194,11 @@ class BatchRun:
         }
         if snapshot != chunk.snapshot():
             book.record("status", chunk.token, **snapshot)
+            counts = {
+                "total": job.total, "completed": job.completed, "succeeded": job.succeeded,
+                "failed": job.failed,
+            }  # fmt: skip
+            self._events.batch_job(job.id, job.status, counts)
 
     async def _cancel_all(self, api: BatchApi, book: JobBook) -> None:
         for chunk in book.live():
@@ -200,7 +210,7 @@ class BatchRun:
         assert self._opened is not None
         submitter = Submitter(
             self.config, self._opened, self.stats, book, api,
-            prices=self._prices, set_phase=self._set_phase,
+            prices=self._prices, set_phase=self._set_phase, events=self._events,
         )  # fmt: skip
         stop = await submitter.send_all(lambda chunk: self._create(api, book, chunk))
         if stop is not None:
@@ -210,7 +220,8 @@ class BatchRun:
         """Read the input through the admission without sending (``--cancel``): the
         counts of the summary, and bad lines dead-lettered as in any run."""
         assert self._opened is not None
-        for n, _ in enumerate(admitted(self.config, self._opened, self.stats), start=1):
+        items = admitted(self.config, self._opened, self.stats, self._events)
+        for n, _ in enumerate(items, start=1):
             if n % BREATHE_EVERY == 0:
                 await anyio.sleep(0)
 
@@ -243,9 +254,9 @@ class BatchRun:
         homecoming = Homecoming(
             self._job_context(chunk, job),
             JobIndex.load(book.ids_path(chunk), chunk.ids_digest, chunk.count),
-            ledger.state,
             (ledger.results, ledger.dead),
-            dead_ids_of_job(ledger.dead.path, job.id) if again else IdSet(),
+            ids_of_job(ledger.results.path, ledger.dead.path, job.id) if again else IdSet(),
+            self._events,
         )
         try:
             for file_id in (job.output_file, job.error_file):
@@ -270,8 +281,9 @@ class BatchRun:
     def _job_context(self, chunk: ChunkRecord, job: JobState) -> JobContext:
         cfg = self.config
         turnaround = (job.completed_at or job.created_at) - job.created_at
+        prefix = implicit_id_prefix(read_manifest(cfg.manifest_path))
         return JobContext(
-            job.id, chunk.endpoint, cfg.client, cfg.input_path, cfg.model, cfg.api_key,
+            job.id, chunk.endpoint, cfg.input_path, cfg.model, prefix, cfg.api_key,
             float(max(turnaround, 0)),
         )  # fmt: skip
 
@@ -300,9 +312,11 @@ class BatchRun:
     # -- the end ---------------------------------------------------------------------
 
     def _note(self, stop: Stop) -> None:
-        """The first stop stands."""
+        """The first stop stands; one the run makes by itself is an event."""
         if self._stop is None:
             self._stop = stop
+            if stop.reason != "interrupted":
+                self._events.halted(stop.reason, stop.message)
 
     def _finish(self) -> None:
         stats = self.stats
@@ -324,7 +338,7 @@ class BatchRun:
         else:
             why = "; ".join(self._shortfalls) or "not every id was answered"
             todo = "re-run the same command, or run it online, to send them"
-        return Stop("incomplete", f"{pending:,} ids are pending ({why}): {todo}")
+        return Stop("unanswered", f"{pending:,} ids are pending ({why}): {todo}")
 
 
 def _nothing() -> None:

@@ -21,6 +21,7 @@ from batchrunner.batch.prepare import Chunk, Costing, Preparer, upload_line
 from batchrunner.config import RunConfig
 from batchrunner.engine.admission import admit
 from batchrunner.engine.control import Stop
+from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.opening import Opened
 from batchrunner.engine.stats import RunStats
 from batchrunner.input.idset import IdSet
@@ -39,16 +40,21 @@ BREATHE_EVERY = 1024
 CreateJob = Callable[[ChunkRecord], Awaitable[None]]
 
 
-def admitted(config: RunConfig, opened: Opened, stats: RunStats) -> Iterator[Item | None]:
+def admitted(
+    config: RunConfig, opened: Opened, stats: RunStats, events: Events
+) -> Iterator[Item | None]:
     """The run's admission (:func:`~batchrunner.engine.admission.admit`) over its files."""
     ledger = opened.ledger
-    return admit(config, ledger.state, stats, ledger.dead.write, opened.check_bodies)
+    return admit(config, ledger.state, stats, ledger.dead.write, opened.check_bodies, events)
 
 
 class Submitter:
     """Prepares, uploads and records the jobs of one run."""
 
-    __slots__ = ("_api", "_book", "_config", "_opened", "_prices", "_set_phase", "_stats", "_worst")
+    __slots__ = (
+        "_api", "_book", "_config", "_events", "_opened", "_prices", "_set_phase", "_stats",
+        "_worst",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -60,9 +66,10 @@ class Submitter:
         *,
         prices: Mapping[str, Price],
         set_phase: Callable[[str], None],
+        events: Events = NO_EVENTS,
     ) -> None:
         """``prices``: the batch price table (for ``--max-cost``)."""
-        self._config, self._opened, self._stats = config, opened, stats
+        self._config, self._opened, self._stats, self._events = config, opened, stats, events
         self._book, self._api, self._prices, self._set_phase = book, api, prices, set_phase
         self._worst = 0.0
 
@@ -94,7 +101,7 @@ class Submitter:
 
     async def _fill(self, prep: Preparer, covered: IdSet, create: CreateJob) -> Stop | None:
         """Admit the lines into upload files, submitting each file as it fills."""
-        items = admitted(self._config, self._opened, self._stats)
+        items = admitted(self._config, self._opened, self._stats, self._events)
         for n, item in enumerate(items, start=1):
             if n % BREATHE_EVERY == 0:
                 await anyio.sleep(0)
@@ -105,15 +112,24 @@ class Submitter:
             if refusal is not None:
                 self._dead_letter(item, refusal)
                 continue
-            full = prep.add(item, line, _model(item))
+            full = prep.add(item, line, self._endpoint(item), _model(item))
             if full is not None and (stop := await self._submit(full, create)) is not None:
                 return stop
         return None
 
+    def _endpoint(self, item: Item) -> str:
+        return item.endpoint or self._config.endpoint
+
     def _refusal(self, item: Item, size: int) -> Failure | None:
         """Why ``item`` cannot go into a job, if it cannot."""
         cfg = self._config
-        model = _model(item)
+        model, endpoint = _model(item), self._endpoint(item)
+        if not cfg.batch_group_by_model and endpoint != cfg.endpoint:
+            message = (
+                f"the line's url {endpoint} is not the batch job's endpoint {cfg.endpoint} (a "
+                "batch job runs one endpoint): send it online, or pass --batch-group-by-model"
+            )
+            return Failure(type="invalid_request", status_code=None, message=message)
         if not cfg.batch_group_by_model and model != cfg.model:
             message = (
                 f"the line's model {model!r} is not the batch job's model {cfg.model!r} (a "
@@ -127,6 +143,7 @@ class Submitter:
 
     def _dead_letter(self, item: Item, failure: Failure) -> None:
         self._opened.ledger.dead.write(dead_line(item, failure, 0))
+        self._events.dead_letter(item.custom_id, item.line, failure.status_code, failure.type)
         self._stats.dead += 1
         self._stats.dead_by_status[failure_key(failure.status_code, failure.type)] += 1
 
@@ -143,7 +160,7 @@ class Submitter:
             file_id = await self._api.upload(chunk.upload, f"batchrunner-{chunk.token}.jsonl")
             book.record(
                 "uploaded", chunk.token, file_id=file_id, model=chunk.model,
-                endpoint=self._config.endpoint, count=chunk.count, bytes=chunk.size,
+                endpoint=chunk.endpoint, count=chunk.count, bytes=chunk.size,
                 ids=chunk.ids.name, ids_digest=chunk.ids_digest,
             )  # fmt: skip
             recorded = True

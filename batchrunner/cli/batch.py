@@ -24,6 +24,7 @@ from rich.text import Text
 
 from batchrunner.batch.jobs import ChunkRecord, age_seconds, eta_seconds, read_jobs
 from batchrunner.config import DEFAULT_SERVER_URL, RunConfig
+from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.retry import RetryPolicy
 from batchrunner.engine.stats import RunStats
 from batchrunner.errors import BatchRunnerError, ConfigError
@@ -36,15 +37,17 @@ __all__ = ["echo_jobs", "job_lines", "jobs_as_json", "recorded_jobs", "run_batch
 _TICK = 0.25
 
 
-def run_batch_with_signals(config: RunConfig, *, quiet: bool) -> RunStats:
+def run_batch_with_signals(
+    config: RunConfig, *, quiet: bool, events: Events = NO_EVENTS
+) -> RunStats:
     """Run ``config`` as batch jobs; SIGINT/SIGTERM stop waiting (the jobs keep running)."""
-    return anyio.run(_main, config, quiet, backend="asyncio")
+    return anyio.run(_main, config, quiet, events, backend="asyncio")
 
 
-async def _main(config: RunConfig, quiet: bool) -> RunStats:
+async def _main(config: RunConfig, quiet: bool, events: Events) -> RunStats:
     from batchrunner.batch.run import BatchRun
 
-    run = BatchRun(config)
+    run = BatchRun(config, events=events)
     await run.open()
     error: BatchRunnerError | None = None
     with BatchView(run, quiet=quiet) as view:
@@ -60,9 +63,6 @@ async def _main(config: RunConfig, quiet: bool) -> RunStats:
                 tg.cancel_scope.cancel()
     if error is not None:
         raise error
-    if not quiet:
-        for line in job_lines(run.jobs()):
-            print(line)
     return stats
 
 
@@ -103,7 +103,9 @@ class BatchView:
     ) -> None:
         self.update()
         if self._live is not None:
-            self._live.stop()
+            self._live.stop()  # transient: the jobs as they ended stay, below
+            for line in job_lines(self._run.jobs()):
+                self._print(line)
 
     def update(self) -> None:
         if self._quiet:

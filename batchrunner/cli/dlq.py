@@ -7,7 +7,8 @@ a refused overwrite exits 2, a failed write 3.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,8 +19,17 @@ from rich.table import Table
 from rich.text import Text
 
 from batchrunner.cli.exits import Group
+from batchrunner.cli.files import check_dead_letter_file
 from batchrunner.config import ENDPOINTS
-from batchrunner.dlq.entries import DeadLetter, RunFiles, find_run, live_entries, select
+from batchrunner.dlq.entries import (
+    DeadLetter,
+    LiveEntries,
+    RunFiles,
+    find_run,
+    json_text,
+    live_entries,
+    select,
+)
 from batchrunner.dlq.requeue import Requeue, build_requeue, write_requeue
 from batchrunner.dlq.summary import Summary, summarise
 from batchrunner.errors import DlqError
@@ -27,6 +37,7 @@ from batchrunner.errors import DlqError
 __all__ = ["dlq"]
 
 _DEFAULT_ENDPOINT = "/v1/chat/completions"
+_STDOUT = Path("-")
 _PREVIEW = 60
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,7 +65,13 @@ def _filters(f: F) -> F:
     )(f)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="\b\nExamples:\n  batchrunner dlq summary samples/prompts.dead.jsonl\n"
+    "  batchrunner dlq show samples/prompts.dead.jsonl --status 400 --grep model\n"
+    "  batchrunner dlq requeue samples/prompts.dead.jsonl -o retry.jsonl --status 503",
+)
 def dlq() -> None:
     """Inspect and re-queue a dead-letter file; only what is still dead counts.
 
@@ -63,8 +80,9 @@ def dlq() -> None:
     """
 
 
-def _load(dead_letter: Path, results: Path | None) -> tuple[list[DeadLetter], RunFiles]:
+def _load(dead_letter: Path, results: Path | None) -> tuple[LiveEntries, RunFiles]:
     warnings: list[str] = []
+    check_dead_letter_file(dead_letter)
     run = find_run(dead_letter, results)
     entries = live_entries(dead_letter, run.results, warnings)
     for warning in warnings:
@@ -76,7 +94,10 @@ def _nothing(dead_letter: Path, err: bool = False) -> None:
     click.echo(f"nothing is dead-lettered in {dead_letter}", err=err)
 
 
-@dlq.command()
+@dlq.command(
+    epilog="\b\nExamples:\n  batchrunner dlq summary out.dead.jsonl\n"
+    "  batchrunner dlq summary out.dead.jsonl --json | jq .total"
+)
 @_common
 @click.option(
     "--top",
@@ -89,12 +110,12 @@ def _nothing(dead_letter: Path, err: bool = False) -> None:
 def summary(dead_letter: Path, results: Path | None, top: int, as_json: bool) -> None:
     """Count what is still dead by status and type, and its most common messages."""
     entries, run = _load(dead_letter, results)
-    s = summarise(entries, top)
+    s = summarise(entries.in_file_order(), top)
     if as_json:
         results_used = str(run.results) if run.results else None
         data = {"dead_letter": str(dead_letter), "results": results_used} | s.as_dict()
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
-    elif not entries:
+    elif not s.total:
         _nothing(dead_letter)
     else:
         console = Console()
@@ -123,7 +144,10 @@ def _summary_tables(s: Summary) -> list[Table]:
     return [by, msgs]
 
 
-@dlq.command()
+@dlq.command(
+    epilog="\b\nExamples:\n  batchrunner dlq show out.dead.jsonl --status 429 --limit 5\n"
+    "  batchrunner dlq show out.dead.jsonl --type not_found --json | jq .request"
+)
 @_common
 @_filters
 @click.option("--limit", type=click.IntRange(min=1), help="Show at most this many.")
@@ -142,16 +166,19 @@ def show(
     if not entries:
         _nothing(dead_letter, err=as_json)
         return
-    matching = list(select(entries, statuses, type_, grep))
+    matching, shown = 0, []
+    for e in select(entries, statuses, type_, grep):  # streamed: only the table is held
+        matching += 1
+        if limit is not None and matching > limit:
+            continue  # counted for the title, not shown
+        if as_json:
+            click.echo(e.text)
+        else:
+            shown.append(e)
     if not matching:
         click.echo(f"no entry matches, of {len(entries):,} still dead", err=True)
-        return
-    shown = matching[:limit] if limit else matching
-    if as_json:
-        for e in shown:
-            click.echo(orjson.dumps(e.record).decode())
-        return
-    Console().print(_entries_table(shown, len(matching), len(entries)))
+    elif not as_json:
+        Console().print(_entries_table(shown, matching, len(entries)))
 
 
 def _entries_table(shown: list[DeadLetter], matching: int, total: int) -> Table:
@@ -171,11 +198,18 @@ def _entries_table(shown: list[DeadLetter], matching: int, total: int) -> Table:
     return t
 
 
-@dlq.command()
+@dlq.command(
+    epilog="\b\nExamples:\n  batchrunner dlq requeue out.dead.jsonl -o retry.jsonl --status 503\n"
+    "  batchrunner dlq requeue out.dead.jsonl -o - --type timeout | head"
+)
 @_common
 @_filters
 @click.option(
-    "-o", "--output", required=True, type=click.Path(path_type=Path), help="The file to write."
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The file to write (-: stdout).",
 )
 @click.option(
     "--endpoint", type=click.Choice(list(ENDPOINTS)), help="Bodies for [the run's, else chat]."
@@ -198,32 +232,46 @@ def requeue(
     as they are (not JSON, not an object, no request) are left out and counted.
     """
     entries, run = _load(dead_letter, results)
-    _check_target(output, dead_letter, run.results, _manifest_str(run.manifest or {}, "input"))
+    to_stdout = output == _STDOUT
+    if not to_stdout:
+        _check_target(output, dead_letter, run.results, _manifest_str(run.manifest or {}, "input"))
     if not entries:
-        _nothing(dead_letter)
+        _nothing(dead_letter, err=to_stdout)
         return
     manifest = run.manifest or {}
     endpoint = endpoint or _manifest_str(manifest, "endpoint") or _DEFAULT_ENDPOINT
     model = model or _manifest_str(manifest, "model")
     rq = build_requeue(select(entries, **filters), endpoint, model)
-    if rq.lines:
-        write_requeue(output, rq.lines, force=force)
-    _report(rq, output, endpoint)
+    write = _to_stdout if to_stdout else lambda lines: write_requeue(output, lines, force=force)
+    written = write(rq.lines)
+    _report(rq, written, output, endpoint, to_stdout)
 
 
-def _report(rq: Requeue, output: Path, endpoint: str) -> None:
+def _to_stdout(lines: Iterable[bytes]) -> int:
+    """Write the lines, and nothing else, on stdout; how many."""
+    written = 0
+    for line in lines:
+        sys.stdout.buffer.write(line)
+        written += 1
+    sys.stdout.flush()
+    return written
+
+
+def _report(rq: Requeue, written: int, output: Path, endpoint: str, to_stdout: bool) -> None:
     if rq.left_out:
         n = sum(rq.left_out.values())
         click.echo(f"left out {n:,} entries that cannot be re-queued:", err=True)
         for type_, count in rq.left_out.most_common():
             click.echo(f"  {count:,} {type_}: {rq.reasons[type_]}", err=True)
-    if not rq.lines:
+    if not written:
         why = "every matching entry was left out" if rq.left_out else "no entry matches"
         click.echo(f"nothing to re-queue: {why}", err=True)
         return
     hint = "" if endpoint == _DEFAULT_ENDPOINT else f" --endpoint {endpoint}"
-    click.echo(f"re-queued {len(rq.lines):,} requests to {output}")
-    click.echo(f"send them with: batchrunner run {output}{hint}")
+    where = "stdout" if to_stdout else str(output)
+    click.echo(f"re-queued {written:,} requests to {where}", err=to_stdout)
+    if not to_stdout:
+        click.echo(f"send them with: batchrunner run {output}{hint}")
 
 
 def _check_target(
@@ -260,7 +308,8 @@ def preview(request: Any, width: int = _PREVIEW) -> str:
     """A short view of a request: its last user message, prompt or input, or its text."""
     text = _request_text(request)
     if text is None:
-        text = request if isinstance(request, str) else orjson.dumps(request).decode()
+        text = request if isinstance(request, str) else json_text(request)
+        text = "(nested too deeply to show)" if text is None else text
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 

@@ -17,7 +17,16 @@ from batchrunner.cli.options import FLAGS
 from batchrunner.errors import BatchRunnerError, ConfigError, WriteError
 from batchrunner.vocabulary import StopReason
 
-__all__ = ["ERROR_CODES", "STOP_CODES", "ExitCode", "Group", "error_code", "message", "stop_code"]
+__all__ = [
+    "ERROR_CODES",
+    "EXIT_CODES_HELP",
+    "STOP_CODES",
+    "ExitCode",
+    "Group",
+    "error_code",
+    "message",
+    "stop_code",
+]
 
 
 class ExitCode(IntEnum):
@@ -29,8 +38,24 @@ class ExitCode(IntEnum):
     ERROR = 3  # stopped on an error: a write failure, the breaker, a batch job that fell short
     PAUSED = 4  # the account's quota is spent
     BUDGET = 5  # stopped at the token or cost budget
+    INCOMPLETE = 6  # merge: a shard missing or incomplete, an outcome doubled or left out
     INTERRUPTED = 130  # Ctrl-C / SIGTERM
 
+
+#: What each code means, as ``run --help`` and the README list them.
+MEANINGS: Final[dict[ExitCode, str]] = {
+    ExitCode.OK: "every input line has a result",
+    ExitCode.DEAD_LETTERED: "some lines are dead-lettered (this run or an earlier one)",
+    ExitCode.USAGE: "usage or configuration error; nothing was sent",
+    ExitCode.ERROR: "stopped on an error (a failed write, the breaker, unanswered batch ids)",
+    ExitCode.PAUSED: "paused: the account's quota is spent; re-run when it renews",
+    ExitCode.BUDGET: "stopped at --max-tokens-total / --max-cost; re-run with more",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM); re-run the same command to resume",
+}
+#: The exit codes as a help epilog (``\b``: click keeps its lines as they are).
+EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(
+    f"  {int(code):<3}  {text}" for code, text in MEANINGS.items()
+)
 
 #: An error's exit code: that of its class's nearest ancestor in this table.
 ERROR_CODES: Final[dict[type[BatchRunnerError], ExitCode]] = {
@@ -45,7 +70,7 @@ STOP_CODES: Final[dict[StopReason, ExitCode]] = {
     "write_error": ExitCode.ERROR,
     "quota": ExitCode.PAUSED,
     "budget": ExitCode.BUDGET,
-    "incomplete": ExitCode.ERROR,
+    "unanswered": ExitCode.ERROR,
 }
 
 
@@ -83,7 +108,18 @@ _SETTING_NAMES = re.compile(r"\b(" + "|".join(sorted(FLAGS, key=len, reverse=Tru
 
 
 class Group(click.Group):
-    """A click group whose commands' library errors end as one line and a code, here only."""
+    """A click group whose commands' library errors end as one line and a code, here only;
+    its help lists each command's summary whole (click cuts them at 45 characters)."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -8,6 +8,7 @@ file's own folder, so a job runs the same from any working directory.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Collection
@@ -67,7 +68,27 @@ def _check_types(path: Path, data: dict[str, Any]) -> None:
 
 
 def _check_keys(path: Path, table: dict[str, Any], known: Collection[str], prefix: str) -> None:
+    if "api_key" in table:
+        raise ConfigError(
+            f"job file {path}: there is no api_key key: the key is read only from "
+            "MISTRAL_API_KEY, so that it is never written in a file; export it instead",
+            path=path,
+            setting="api_key",
+        )
     unknown = sorted(set(table) - set(known))
     if unknown:
         names = ", ".join(prefix + k for k in unknown)
-        raise ConfigError(f"job file {path}: unknown key(s) {names}", path=path)
+        raise ConfigError(
+            f"job file {path}: unknown key(s) {names}{_guess(unknown, known)}", path=path
+        )
+
+
+def _guess(unknown: list[str], known: Collection[str]) -> str:
+    """``; did you mean 'rps'?`` for a key one typo away from a known one."""
+    guesses = {k: difflib.get_close_matches(k, list(known), n=1) for k in unknown}
+    found = [(k, g[0]) for k, g in guesses.items() if g]
+    if not found:
+        return ""
+    if len(unknown) == 1:
+        return f"; did you mean {found[0][1]!r}?"
+    return "; did you mean " + ", ".join(f"{g!r} for {k!r}" for k, g in found) + "?"

@@ -1,9 +1,11 @@
-"""What a person sees: a live progress display while a run goes, a summary after it."""
+"""What a person sees: a live progress display while a run goes, a summary after it; and
+the periodic progress event of ``--log-json``, which shares the plain line's clock and ETA."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TextIO
@@ -21,11 +23,15 @@ from rich.table import Table
 from rich.text import Text
 
 from batchrunner.config import RunConfig
+from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.stats import RunStats
+from batchrunner.ledger.records import utc_iso
 
-__all__ = ["ProgressView", "summary_table"]
+__all__ = ["Eta", "ProgressView", "summary_table"]
 
-_PLAIN_EVERY = 5.0
+#: The ETA reads the completion rate over this many seconds: longer is steadier, shorter
+#: follows a rate cut (or its recovery) sooner.
+_ETA_WINDOW = 60.0
 
 
 class _RunProgress(Progress):
@@ -39,13 +45,46 @@ class _RunProgress(Progress):
         yield Text(self.detail, style="dim", overflow="fold")
 
 
-class ProgressView:
-    """A rich bar on a terminal, a plain line every few seconds elsewhere, or nothing."""
+class Eta:
+    """Seconds left at the rate items were completed over the last minute."""
 
-    def __init__(self, stats: RunStats, *, quiet: bool, stream: TextIO = sys.stderr) -> None:
+    __slots__ = ("_samples",)
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def update(self, now: float, done: int, to_do: int) -> float | None:
+        """Note ``done`` at ``now``; the ETA, or ``None`` while nothing is completed."""
+        samples = self._samples
+        if not samples or now - samples[-1][0] >= 1.0:
+            samples.append((now, done))
+        while len(samples) > 2 and now - samples[1][0] >= _ETA_WINDOW:
+            samples.popleft()
+        first_t, first_done = samples[0]
+        if done >= to_do:
+            return 0.0
+        if now <= first_t or done <= first_done:
+            return None
+        return (to_do - done) * (now - first_t) / (done - first_done)
+
+
+class ProgressView:
+    """A rich bar on a terminal, a plain line every ``interval`` seconds elsewhere, or
+    nothing; a progress event every ``interval`` seconds either way."""
+
+    def __init__(
+        self,
+        stats: RunStats,
+        *,
+        quiet: bool,
+        stream: TextIO = sys.stderr,
+        interval: float = 5.0,
+        events: Events = NO_EVENTS,
+    ) -> None:
         self._stats, self._quiet, self._stream = stats, quiet, stream
+        self._interval, self._events, self._eta = interval, events, Eta()
         self._tty = stream.isatty()
-        self._last_plain = time.monotonic()
+        self._last_plain = self._last_event = time.monotonic()
         self._progress: _RunProgress | None = None
         self._task = TaskID(0)
 
@@ -66,19 +105,43 @@ class ProgressView:
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.update()
+        self.update(final=True)
         if self._progress is not None:
             self._progress.stop()
 
-    def update(self) -> None:
-        s = self._stats
+    def update(self, final: bool = False) -> None:
+        """Refresh the display; ``final``: the run is over (its run_end event is out: no
+        progress event follows it)."""
+        s, now = self._stats, time.monotonic()
+        eta = self._eta.update(now, s.done, s.to_do)
         if self._progress is not None:
-            total = max(s.total_lines - s.blank - s.skipped_done, s.done) or None
             self._progress.detail = _detail(s)
-            self._progress.update(self._task, completed=s.done, total=total)
-        elif not self._quiet and time.monotonic() - self._last_plain >= _PLAIN_EVERY:
-            self._last_plain = time.monotonic()
-            print(f"progress: {s.done} done, {_detail(s)}", file=self._stream, flush=True)
+            self._progress.update(self._task, completed=s.done, total=s.to_do or None)
+        elif not self._quiet and now - self._last_plain >= self._interval:
+            self._last_plain = now
+            print(_plain_line(s, eta), file=self._stream, flush=True)
+        if self._events.on and not final and now - self._last_event >= self._interval:
+            self._last_event = now
+            self._events.progress(s, eta)
+
+
+def _plain_line(s: RunStats, eta: float | None) -> str:
+    """``2026-01-02T03:04:05Z progress: 1,234/10,000 (12.3%) · ETA 5m 12s · ok ...``."""
+    total = s.to_do
+    share = f"{s.done / total:.1%}" if total else "100%"
+    head = f"{utc_iso()} progress: {s.done:,}/{total:,} ({share}) · ETA {_duration(eta)}"
+    return f"{head} · {_detail(s)}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
 def _detail(s: RunStats) -> str:
@@ -116,6 +179,8 @@ def summary_table(stats: RunStats, config: RunConfig) -> Table:
     if stats.dead_by_status:
         by = ", ".join(f"{k}: {v}" for k, v in sorted(stats.dead_by_status.items()))
         rows.append(("  by status/type", by))
+    if stats.other_shards:
+        rows.append(("other shards' lines", f"{stats.other_shards:,} (passed over)"))
     if stats.skipped_done:
         rows.append(("skipped (done before)", f"{stats.skipped_done:,}"))
     if stats.changed_done:

@@ -10,6 +10,7 @@ import anyio.abc
 
 from batchrunner.cli.progress import ProgressView
 from batchrunner.config import RunConfig
+from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.run import Engine
 from batchrunner.engine.stats import RunStats
 from batchrunner.errors import BatchRunnerError
@@ -19,15 +20,18 @@ __all__ = ["run_with_signals"]
 _TICK = 0.25
 
 
-def run_with_signals(config: RunConfig, *, quiet: bool) -> RunStats:
-    """Run ``config``; the first SIGINT/SIGTERM drains, the second aborts."""
-    return anyio.run(_main, config, quiet, backend="asyncio")
+def run_with_signals(
+    config: RunConfig, *, quiet: bool, events: Events = NO_EVENTS, interval: float = 5.0
+) -> RunStats:
+    """Run ``config``; the first SIGINT/SIGTERM drains, the second aborts. Progress shows
+    (and is reported to ``events``) every ``interval`` seconds."""
+    return anyio.run(_main, config, quiet, events, interval, backend="asyncio")
 
 
-async def _main(config: RunConfig, quiet: bool) -> RunStats:
-    engine = Engine(config)
+async def _main(config: RunConfig, quiet: bool, events: Events, interval: float) -> RunStats:
+    engine = Engine(config, events=events)
     await engine.open()
-    with ProgressView(engine.stats, quiet=quiet) as view:
+    with ProgressView(engine.stats, quiet=quiet, interval=interval, events=events) as view:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, engine, engine.stats, config.drain_timeout, quiet)
             tg.start_soon(_refresh, view)

@@ -1,9 +1,10 @@
 """The two ways to send a request, behind one small protocol.
 
-``http`` posts the body as it is and keeps the raw JSON answer; ``sdk`` goes through the
-official ``mistralai`` SDK. Both return :class:`Success` or a
-:class:`~batchrunner.clients.classify.Failure` classified the same way, and neither raises for an
-ordinary failed request.
+``http`` posts the body as it is; ``sdk`` goes through the official ``mistralai`` SDK. Both
+return a :class:`~batchrunner.vocabulary.Success` (the answer's raw JSON, kept as sent) or a
+:class:`~batchrunner.vocabulary.Failure`, decided by the same functions of
+:mod:`~batchrunner.clients.classify` from the same bytes, with the key taken out of both;
+neither raises for an ordinary failed request. Both go through the proxy the environment names.
 
 May import: ``config``, ``errors``, ``vocabulary``.
 """

@@ -1,31 +1,58 @@
-"""Turning an HTTP answer or a transport error into a :class:`Failure`: retry it or set it aside.
+"""Turning an answer or a transport error into the outcome of one attempt.
 
-Status code first, then transport error, then an unusable 200 body. Both clients use these
-functions, so the same server answer is classified the same way whichever client sent it.
+Status code first, then transport error; a 200 is read by :func:`read_ok`, from its raw
+bytes. Both clients use these functions and nothing else to decide, so the same server
+answer has the same outcome whichever client sent it (the SDK's own verdict on a 200 is not
+asked: it would fail a body the ``http`` client keeps).
+
+What a 200 becomes (README, "Output"):
+
+- a JSON object with the endpoint's answer field (``choices``, ``data``): a success, its
+  body kept exactly as sent;
+- an error object (``"object": "error"``, or an ``error``/``message``/``detail`` where the
+  answer should be): a failure, typed by the status its type or code implies (a 200
+  "rate limit" is ``rate_limited``, retried; a 200 "invalid request" is ``bad_request``,
+  dead-lettered); its ``status_code`` stays the 200 the server sent;
+- anything else (not JSON, not an object, an object without the answer field):
+  ``invalid_response``, retried: the server may do better next time.
+
+Every message is made safe by :func:`safe_text`: the API key is taken out first, then the
+text is cut to 500 characters, then a tail that begins the key is taken out too, so no
+part of the key survives the cut.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import email.utils
+import functools
 import math
 import time
+import traceback
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from batchrunner.vocabulary import Failure, FailureType
+from batchrunner.clients.base import usage_of
+from batchrunner.vocabulary import Failure, FailureType, Success
 
 __all__ = [
+    "REDACTED",
     "classify_status",
     "connection_failure",
     "error_message",
+    "internal_error",
     "invalid_response",
     "parse_retry_after",
-    "redacted",
+    "read_ok",
+    "safe_text",
     "timeout_failure",
 ]
+
+#: What stands where the key was.
+REDACTED = "[redacted]"
 
 _TYPES: dict[int, FailureType] = {
     400: "bad_request",
@@ -36,17 +63,52 @@ _TYPES: dict[int, FailureType] = {
     429: "rate_limited",
 }
 _MAX_MESSAGE = 500
+#: Keys shorter than this are not looked for (they would only mangle ordinary words), and
+#: a message's tail is taken out when it begins the key with more characters than this.
 _MIN_KEY = 8
 
+#: The field an answer of each endpoint cannot lack: without it, the 200 is not an answer.
+ANSWER_FIELDS: dict[str, str] = {
+    "/v1/chat/completions": "choices",
+    "/v1/embeddings": "data",
+    "/v1/fim/completions": "choices",
+}
 
-def classify_status(status: int, headers: Mapping[str, str], body: bytes | str) -> Failure:
+#: Words in a 200 error object's type, code or message, and the status each implies; the
+#: first that matches wins (a quota is a 429, but not a rate limit).
+_ERROR_WORDS: tuple[tuple[str, int], ...] = (
+    ("quota", 429),
+    ("rate", 429),
+    ("capacity", 429),
+    ("unauthori", 401),
+    ("authentication", 401),
+    ("forbidden", 403),
+    ("permission", 403),
+    ("not_found", 404),
+    ("not found", 404),
+    ("invalid_model", 400),
+    ("invalid model", 400),
+    ("invalid_request", 400),
+    ("bad_request", 400),
+    ("validation", 422),
+    ("overloaded", 503),
+    ("unavailable", 503),
+    ("timeout", 504),
+    ("internal", 500),
+    ("server", 500),
+)
+
+
+def classify_status(
+    status: int, headers: Mapping[str, str], body: bytes | str, key: str | None = None
+) -> Failure:
     """Classify a non-200 answer. 429 and 5xx are retryable; every other status is not.
 
     Two answers get a type of their own because no retry can help them: a 429 that says the
     quota is spent (``quota_exceeded``: a rate limit, by contrast, passes in seconds) and a
-    400 naming an unknown model (``invalid_model``).
+    400 naming an unknown model (``invalid_model``). ``key`` is taken out of the message.
     """
-    message = error_message(body) or f"HTTP {status}"
+    message = error_message(body, key) or f"HTTP {status}"
     if status == 429:
         if _says(body, message, "quota"):
             return Failure(type="quota_exceeded", status_code=429, message=message)
@@ -68,18 +130,80 @@ def classify_status(status: int, headers: Mapping[str, str], body: bytes | str) 
     return Failure(type=_TYPES.get(status, "client_error"), status_code=status, message=message)
 
 
+def read_ok(
+    raw: bytes, endpoint: str, headers: Mapping[str, str], key: str | None = None
+) -> Success | Failure:
+    """The one reading of a 200 (see the module docstring). The key is taken out of the
+    body before anything else: a search of the bytes, and a rewrite only when it is there."""
+    raw = _without_key(raw, key)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return invalid_response(f"200 with a body that is not JSON ({exc.msg})")
+    if not isinstance(body, dict):
+        return invalid_response(f"200 with a JSON {_json_kind(body)}, not an object")
+    field = ANSWER_FIELDS.get(endpoint)
+    if body.get("object") == "error" or (field is not None and field not in body):
+        return _no_answer(body, raw, headers, endpoint, key)
+    return usage_of(body, _one_line(raw))
+
+
+def _no_answer(
+    body: dict[str, Any], raw: bytes, headers: Mapping[str, str], endpoint: str, key: str | None
+) -> Failure:
+    """A 200 JSON object that is not an answer: an error object, or something else."""
+    is_error = body.get("object") == "error" or any(k in body for k in ("error", "message"))
+    if not is_error and "detail" not in body:
+        field = ANSWER_FIELDS[endpoint]
+        return invalid_response(f"200 without {field!r}: not an answer of {endpoint}")
+    implied = _implied_status(body)
+    if implied is None:
+        text = safe_text(f"200 with an error body: {error_message(raw, key)}", key)
+        return invalid_response(text)
+    failure = classify_status(implied, headers, raw, key)
+    message = safe_text(f"200 with an error body, read as a {implied}: {failure.message}", key)
+    return dataclasses.replace(failure, status_code=200, message=message)
+
+
+def _implied_status(body: dict[str, Any]) -> int | None:
+    """The HTTP status an error object stands for: an error status it names, else one its
+    type, code or message implies; ``None`` when it says nothing that can be read."""
+    inner = body.get("error")
+    err = inner if isinstance(inner, dict) else body
+    for name in ("status", "status_code", "code"):
+        value = err.get(name)
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+            return value
+    words = " ".join(str(err.get(k) or "") for k in ("type", "code", "message")).lower()
+    if isinstance(inner, str):
+        words += " " + inner.lower()
+    return next((status for word, status in _ERROR_WORDS if word in words), None)
+
+
 def timeout_failure(timeout: float) -> Failure:
     return Failure(type="timeout", status_code=None, message=f"no answer within {timeout:g} s")
 
 
-def connection_failure(exc: BaseException) -> Failure:
+def connection_failure(exc: BaseException, key: str | None = None) -> Failure:
     detail = str(exc) or type(exc).__name__
-    return Failure(type="connection_error", status_code=None, message=_clip(detail))
+    return Failure(type="connection_error", status_code=None, message=safe_text(detail, key))
 
 
 def invalid_response(detail: str) -> Failure:
-    """A 200 whose body is not the JSON object expected: retried, the server may do better."""
-    return Failure(type="invalid_response", status_code=200, message=_clip(detail))
+    """A 200 whose body is not the answer expected: retried, the server may do better."""
+    return Failure(type="invalid_response", status_code=200, message=safe_text(detail, None))
+
+
+def internal_error(exc: BaseException, key: str | None) -> Failure:
+    """An unexpected error while handling one item (a bug): that item is dead-lettered
+    with the error's text, and the run goes on."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"at {Path(frames[-1].filename).name}:{frames[-1].lineno}; " if frames else ""
+    message = safe_text(f"{text} ({where}a bug in batchrunner: please report it)", key)
+    return Failure(type="internal_error", status_code=None, message=message)
 
 
 def _says(body: bytes | str, message: str, word: str) -> bool:
@@ -95,25 +219,30 @@ def _says(body: bytes | str, message: str, word: str) -> bool:
     return isinstance(kind, str) and word in kind.lower()
 
 
-def error_message(body: bytes | str) -> str:
-    """The human part of an error body: Mistral's ``message``, a 422 ``detail``, or the text."""
+def error_message(body: bytes | str, key: str | None = None) -> str:
+    """The human part of an error body: Mistral's ``message``, a 422 ``detail``, or the
+    text; made safe by :func:`safe_text`."""
     try:
         data: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        return _clip(text.strip())
+        return safe_text(_decoded(body).strip(), key)
     if isinstance(data, dict):
         message = data.get("message")
         if isinstance(message, str) and message:
-            return _clip(message)
+            return safe_text(message, key)
         detail = data.get("detail")
         if isinstance(detail, list) and detail and isinstance(detail[0], dict):
             first = detail[0]
-            loc = ".".join(str(p) for p in first.get("loc", []))
-            return _clip(f"{loc}: {first.get('msg', '')}".strip(": "))
+            loc = first.get("loc")
+            where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
+            return safe_text(f"{where}: {first.get('msg', '')}".strip(": "), key)
         if isinstance(detail, str):
-            return _clip(detail)
-    return _clip(orjson.dumps(data).decode())
+            return safe_text(detail, key)
+    try:
+        shown = orjson.dumps(data).decode()
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes: the text as sent
+        shown = _decoded(body).strip()
+    return safe_text(shown, key)
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -141,15 +270,56 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
-def redacted(failure: Failure, api_key: str | None) -> Failure:
-    """``failure`` with the key taken out of its message: a server may quote it back, and
-    the message goes to files, logs and the terminal. A key too short to be a real one
-    would only mangle ordinary words, so it is left alone."""
-    if not api_key or len(api_key) < _MIN_KEY or api_key not in failure.message:
-        return failure
-    message = failure.message.replace(api_key, "[redacted]")
-    return dataclasses.replace(failure, message=message)
+def safe_text(text: str, key: str | None) -> str:
+    """``text`` fit for files, logs and the terminal: the key taken out, then cut to 500
+    characters, then a tail that begins the key (a cut the server made) taken out too."""
+    if key is not None and len(key) >= _MIN_KEY and key in text:
+        text = text.replace(key, REDACTED)
+    clipped = len(text) > _MAX_MESSAGE
+    if clipped:
+        text = text[:_MAX_MESSAGE]
+    if key is not None:
+        text = _without_key_start(text, key)
+    return text + "…" if clipped else text
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
+def _without_key_start(text: str, key: str) -> str:
+    """``text`` without a tail that is the key's first 9 or more characters."""
+    for n in range(min(len(key) - 1, len(text)), _MIN_KEY, -1):  # the longest first
+        if text.endswith(key[:n]):
+            return text[:-n] + REDACTED
+    return text
+
+
+def _without_key(raw: bytes, key: str | None) -> bytes:
+    """``raw`` with the key, as a JSON string spells it, taken out."""
+    if key is None or len(key) < _MIN_KEY:
+        return raw
+    spelled = _spelled(key)
+    return raw.replace(spelled, _REDACTED_BYTES) if spelled in raw else raw
+
+
+@functools.lru_cache(maxsize=4)
+def _spelled(key: str) -> bytes:
+    return orjson.dumps(key)[1:-1]
+
+
+_REDACTED_BYTES = REDACTED.encode()
+
+
+def _one_line(raw: bytes) -> bytes:
+    """A JSON text on one line: the only line breaks valid JSON can hold are whitespace
+    between tokens (a string must escape them), so dropping them changes nothing else."""
+    raw = raw.strip()
+    if raw.find(10) >= 0 or raw.find(13) >= 0:  # a byte search: memchr, twice the speed of in
+        raw = raw.replace(b"\r", b"").replace(b"\n", b"")
+    return raw
+
+
+def _json_kind(value: object) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return kinds.get(type(value), "null")
+
+
+def _decoded(body: bytes | str) -> str:
+    return body.decode("utf-8", "replace") if isinstance(body, bytes) else body

@@ -5,27 +5,36 @@ for a resumed run and ``status`` (:class:`batchrunner.ledger.state.LedgerState`)
 entry for an id, unless the id has a result; the last entry for an input line that could
 not be sent, unless a result or a later request entry names that line. Nothing here
 prints; ``batchrunner dlq`` renders what these functions return.
+
+The files are streamed, never held: a first pass builds the ledger's compact state (where
+the entry in force for each key starts), later passes read those entries again.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from batchrunner.config import manifest_path
 from batchrunner.errors import DlqError, DlqWriteError, LedgerError
 from batchrunner.ledger.manifest import read_manifest
-from batchrunner.ledger.records import DeadFields, loads_object, read_dead
-from batchrunner.ledger.state import read_records, scan_readonly
+from batchrunner.ledger.records import DeadFields, loads_object, read_dead, read_records
+from batchrunner.ledger.state import LedgerState, scan_readonly
+from batchrunner.ledger.table import sorted_ints
 
 __all__ = [
     "DeadLetter",
     "DlqError",
     "DlqWriteError",
+    "LiveEntries",
     "RunFiles",
     "find_run",
+    "json_text",
     "live_entries",
     "select",
 ]
@@ -45,6 +54,9 @@ class DeadLetter:
     request: Any
     kind: str
     record: dict[str, Any] = field(repr=False, compare=False)
+    #: The line as written (without its newline): what ``dlq show --json`` prints, since a
+    #: line another tool wrote may hold more nesting than orjson writes back.
+    text: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,36 +118,105 @@ def _quiet_manifest(path: Path) -> dict[str, Any] | None:
         return None
 
 
+# Sorting packs (input line, rank in the file) into one word: 32 bits each.
+_RANK = (1 << 32) - 1
+_NO_LINE = _RANK  # entries without a line come last
+
+
 def live_entries(
     dead_letter: Path, results: Path | None = None, warnings: list[str] | None = None
-) -> list[DeadLetter]:
-    """The entries of ``dead_letter`` still dead, in input-line order.
+) -> LiveEntries:
+    """The entries of ``dead_letter`` still dead (judged against ``results``).
 
-    Reads the dead-letter file twice: once to decide which entry is in force for each key,
-    once to pick those entries. Lines that are not dead-letter entries are skipped and
-    described in ``warnings``.
+    Lines that are not dead-letter entries are skipped and described in ``warnings``.
     """
-    warn = warnings if warnings is not None else []
     if not dead_letter.is_file():
         what = "is not a file" if dead_letter.exists() else "does not exist"
         raise DlqError(f"dead-letter file {dead_letter} {what}")
     try:
-        state = scan_readonly(results, dead_letter, with_fp=False)
-        warn.extend(state.warnings)
-        live = []
-        for offset, _, raw in read_records(dead_letter):
-            obj = loads_object(raw)
-            fields = read_dead(obj) if obj is not None else None
-            if obj is not None and fields is not None and state.in_force(offset, fields):
-                live.append(_entry(obj, fields))
+        state = scan_readonly(results, dead_letter, with_fp=False, done_ids=False)
     except OSError as exc:
-        raise DlqError(
-            f"cannot read {exc.filename or dead_letter}: {exc.strerror or exc}"
-        ) from None
-    return sorted(live, key=_order)
+        where = exc.filename or dead_letter
+        raise DlqError(f"cannot read {where}: {exc.strerror or exc}") from None
+    if warnings is not None:
+        warnings.extend(state.warnings)
+    return LiveEntries(dead_letter, state)
 
 
-def _entry(obj: dict[str, Any], fields: DeadFields) -> DeadLetter:
+class LiveEntries:
+    """The entries of a dead-letter file still dead, read from the file when asked for.
+
+    Iterating gives them in input-line order: one pass finds them and sorts where they
+    are (16 bytes each, 24 while sorting), then each is read again. :meth:`in_file_order`
+    is one pass.
+    """
+
+    __slots__ = ("_order", "_path", "_state")
+
+    def __init__(self, path: Path, state: LedgerState) -> None:
+        self._path, self._state = path, state
+        self._order: tuple[array[int], array[int]] | None = None
+
+    def in_file_order(self) -> Iterator[DeadLetter]:
+        """The entries as the file holds them: one pass, no sorting."""
+        for offset, raw in self._records():
+            entry = self._live(offset, raw)
+            if entry is not None:
+                yield entry
+
+    def __len__(self) -> int:
+        return len(self._sorted()[0])
+
+    def __iter__(self) -> Iterator[DeadLetter]:
+        offsets, order = self._sorted()
+        try:
+            with self._path.open("rb") as f:
+                for packed in order:
+                    offset = offsets[packed & _RANK]
+                    f.seek(offset)  # the entries are mostly in order: seeks stay in the buffer
+                    entry = self._live(offset, f.readline())
+                    if entry is not None:
+                        yield entry
+        except OSError as exc:
+            raise DlqError(f"cannot read {self._path}: {exc.strerror or exc}") from None
+
+    def _sorted(self) -> tuple[array[int], array[int]]:
+        """Where each entry in force starts, and their ranks sorted by input line."""
+        if self._order is None:
+            offsets: array[int] = array("Q")
+            self._order = offsets, array("Q", sorted_ints(self._ranks(offsets)))
+        return self._order
+
+    def _ranks(self, offsets: array[int]) -> Iterator[int]:
+        """(input line, rank) of each entry in force, packed; appends where it starts."""
+        for offset, raw in self._records():
+            found = self._in_force(offset, raw)
+            if found is not None:
+                line = found[1].line
+                rank = len(offsets)
+                offsets.append(offset)
+                yield (_NO_LINE if line is None else min(max(line, 0), _NO_LINE)) << 32 | rank
+
+    def _records(self) -> Iterator[tuple[int, bytes]]:
+        try:
+            for offset, _, raw in read_records(self._path):
+                yield offset, raw
+        except OSError as exc:
+            raise DlqError(f"cannot read {self._path}: {exc.strerror or exc}") from None
+
+    def _live(self, offset: int, raw: bytes) -> DeadLetter | None:
+        found = self._in_force(offset, raw)
+        return _entry(*found, raw) if found is not None else None
+
+    def _in_force(self, offset: int, raw: bytes) -> tuple[dict[str, Any], DeadFields] | None:
+        obj = loads_object(raw)
+        fields = read_dead(obj) if obj is not None else None
+        if obj is None or fields is None or not self._state.in_force(offset, fields):
+            return None
+        return obj, fields
+
+
+def _entry(obj: dict[str, Any], fields: DeadFields, raw: bytes) -> DeadLetter:
     error = _dict(obj.get("error"))
     attempts, ts = obj.get("attempts", 0), obj.get("ts")
     return DeadLetter(
@@ -149,15 +230,21 @@ def _entry(obj: dict[str, Any], fields: DeadFields) -> DeadLetter:
         request=obj.get("request"),
         kind=fields.kind,
         record=obj,
+        text=raw.decode("utf-8").strip(),  # it parsed, so it is UTF-8
     )
+
+
+def json_text(value: Any) -> str | None:
+    """``value`` as compact JSON; ``None`` when it is nested deeper than orjson writes
+    (254 levels), as a line another tool wrote may be."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _order(entry: DeadLetter) -> tuple[bool, int, str]:
-    return entry.line is None, entry.line or 0, entry.custom_id or ""
 
 
 def select(

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 from batchrunner.config import ENDPOINTS
-from batchrunner.dlq.entries import DeadLetter, DlqError, DlqWriteError
+from batchrunner.dlq.entries import DeadLetter, DlqError, DlqWriteError, json_text
+from batchrunner.input.idset import IdSet
 from batchrunner.input.lines import BadLine, parse_line
 
 __all__ = ["Requeue", "build_requeue", "write_requeue"]
@@ -19,9 +20,10 @@ __all__ = ["Requeue", "build_requeue", "write_requeue"]
 
 @dataclass(frozen=True, slots=True)
 class Requeue:
-    """Input lines ready to write; entries left out, by type, and why (one example)."""
+    """Input lines, built as they are read; the entries left out, by type, and why (one
+    example), counted as the lines are read."""
 
-    lines: list[bytes]
+    lines: Iterator[bytes]
     left_out: Counter[str]
     reasons: dict[str, str]
 
@@ -31,20 +33,30 @@ def build_requeue(entries: Iterable[DeadLetter], endpoint: str, model: str | Non
     ``batchrunner run`` builds it (shorthand expanded, ``model`` added where missing)."""
     if endpoint not in ENDPOINTS:
         raise DlqError(f"unsupported endpoint {endpoint!r}; use one of {', '.join(ENDPOINTS)}")
-    out = Requeue([], Counter(), {})
-    written: set[str] = set()
+    left_out: Counter[str] = Counter()
+    reasons: dict[str, str] = {}
+    return Requeue(_lines(entries, endpoint, model, left_out, reasons), left_out, reasons)
+
+
+def _lines(
+    entries: Iterable[DeadLetter],
+    endpoint: str,
+    model: str | None,
+    left_out: Counter[str],
+    reasons: dict[str, str],
+) -> Iterator[bytes]:
+    written = IdSet()
     for e in entries:
         line = _requeue_line(e, endpoint, model, written)
         if isinstance(line, bytes):
-            out.lines.append(line)
+            yield line
         else:
-            out.left_out[line[0]] += 1
-            out.reasons.setdefault(*line)
-    return out
+            left_out[line[0]] += 1
+            reasons.setdefault(*line)
 
 
 def _requeue_line(
-    e: DeadLetter, endpoint: str, model: str | None, written: set[str]
+    e: DeadLetter, endpoint: str, model: str | None, written: IdSet
 ) -> bytes | tuple[str, str]:
     """The input line for ``e``, or (type, why) it cannot be re-queued."""
     if isinstance(e.request, str):
@@ -52,30 +64,47 @@ def _requeue_line(
     if not isinstance(e.request, dict):
         return e.type, "the line is not a JSON object"
     # The same function as `batchrunner run`, so the body is what run would have sent.
-    parsed = parse_line(orjson.dumps(e.request), e.line or 0, endpoint, model)
+    text = json_text(e.request)
+    if text is None:
+        return "invalid_request", "the request is nested deeper than a request can be sent"
+    parsed = parse_line(text.encode(), e.line or 0, endpoint, model)
     if isinstance(parsed, BadLine):
         return parsed.type, parsed.message
     if parsed is None:  # cannot happen: a serialised object is never a blank line
         return e.type, "empty request"
     cid = e.custom_id or parsed.custom_id
-    if cid in written:  # a duplicate_custom_id line: its id is in the file already
+    if not written.add(cid):  # a duplicate_custom_id line: its id is in the file already
         return "duplicate_custom_id", "another re-queued entry has the same custom_id"
-    written.add(cid)
-    return orjson.dumps({"custom_id": cid, "body": parsed.body}) + b"\n"
+    line: dict[str, object] = {"custom_id": cid, "body": parsed.body}
+    if parsed.endpoint is not None:  # a batch line's own url: it goes where it went before
+        line["url"] = parsed.endpoint
+    return orjson.dumps(line) + b"\n"
 
 
-def write_requeue(path: Path, lines: Iterable[bytes], *, force: bool = False) -> None:
-    """Write ``lines`` to ``path``; refuse an existing file unless ``force``."""
+def write_requeue(path: Path, lines: Iterable[bytes], *, force: bool = False) -> int:
+    """Write ``lines`` to ``path`` as they come, and say how many; no line, no file. An
+    existing file is refused unless ``force``."""
+    rest = iter(lines)
+    first = next(rest, None)
+    if first is None:
+        return 0
     try:
         f = path.open("wb" if force else "xb")  # x: the existence check cannot race
     except FileExistsError:
         raise DlqError(f"{path} already exists; pass --force to overwrite it") from None
     except OSError as exc:
         raise DlqWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+    written = 1
     try:
         with f:
-            f.writelines(lines)
-    except OSError as exc:
+            f.write(first)
+            for line in rest:
+                f.write(line)
+                written += 1
+    except BaseException as exc:
         with contextlib.suppress(OSError):  # half a file would pass for the whole list
             path.unlink()
-        raise DlqWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+        if isinstance(exc, OSError):
+            raise DlqWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+    return written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ _VERSION = re.compile(r"v\d+")
 _HEX = re.compile(r"(?=.*\d)[0-9a-fA-F]{8,}")
 
 
+@functools.lru_cache(maxsize=4096)  # a large file repeats a few messages many times
 def normalise(message: str) -> str:
     """A message with its variable parts replaced, so alike messages group together.
 

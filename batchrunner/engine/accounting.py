@@ -43,7 +43,7 @@ class Accounting:
         if not self._estimating:
             return _NOTHING
         estimate = (
-            estimate_prompt_tokens(item.body, self._endpoint),
+            estimate_prompt_tokens(item.body, item.endpoint or self._endpoint),
             self._completions.estimate(item.body),
         )
         tokens = sum(estimate)

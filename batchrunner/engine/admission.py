@@ -1,14 +1,22 @@
 """Which input lines still need sending: the done ones are skipped, the bad ones written to
 the dead-letter file as they come, and with ``--retry-dead`` the selected dead ids let
-through again. What is done or dead is the ledger's decision (:class:`LedgerState`)."""
+through again. What is done or dead is the ledger's decision (:class:`LedgerState`).
+
+With ``--shard K/N`` the lines of the other shards are passed over here, before anything
+else looks at them (:mod:`batchrunner.input.shard`): every way of sending a run shares this
+one selection, and a bad line is dead-lettered only by its own shard.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from batchrunner.config import RunConfig
+from batchrunner.config import RunConfig, Shard
+from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.stats import RunStats
-from batchrunner.input.lines import BadLine, Item, read_input
+from batchrunner.input.lines import BadLine, Done, Item, read_input
+from batchrunner.input.shard import in_shard
+from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
 from batchrunner.ledger.records import input_dead_line
 from batchrunner.ledger.state import Decision, LedgerState
 from batchrunner.vocabulary import failure_key
@@ -24,53 +32,71 @@ def admit(
     stats: RunStats,
     write_dead: Callable[[bytes], None],
     check_bodies: bool,
+    events: Events = NO_EVENTS,
 ) -> Iterator[Item | None]:
     """Items to send, in input order. Yields ``None`` every few hundred lines that need no
     sending, so that a caller resuming a long, mostly done file can let the loop breathe.
 
     ``check_bodies`` compares each done id's request with what was sent (an edited input);
-    otherwise a done line is skipped after one JSON parse.
+    otherwise a done line is skipped after one JSON parse and one look-up.
     """
     if config.retry_dead:
         state.retry_dead(config.retry_statuses)
+    shard = config.shard_spec
+    stats.shards = shard.count if shard is not None else 1
     not_sent = 0
     inp, endpoint, model = config.input_path, config.endpoint, config.model
-    for entry in read_input(inp, endpoint, model, state.decided, compare_done=check_bodies):
+    prefix = implicit_id_prefix(read_manifest(config.manifest_path))
+    for entry in read_input(inp, endpoint, model, state.claim, check_bodies, prefix):
         stats.read += 1
-        if isinstance(entry, Item) and not _already_done(entry, state, stats):
+        stats.position = entry.line
+        if _other_shard(entry, shard, stats):
+            pass
+        elif isinstance(entry, Item):
             yield entry
             continue
-        if not isinstance(entry, Item):
-            decision = state.decide(entry)
-            if isinstance(entry, BadLine) and decision is None:
-                _new_bad_line(entry, stats, write_dead)
-            else:
-                _skipped(decision, stats)
+        elif isinstance(entry, Done):  # most lines of a resumed run
+            _skipped(state.decide(entry), stats)
+            if entry.item is not None:  # an edited input: was the same request sent?
+                old_fp = state.sent_fp(entry)
+                stats.changed_done += old_fp is not None and old_fp != entry.item.fp
+        else:
+            _bad_line(entry, state, stats, write_dead, events)
         not_sent += 1
         if not_sent % _BREATHE_EVERY == 0:
             yield None
     stats.blank = max(stats.total_lines - stats.read, 0)
+    stats.position = stats.total_lines
 
 
-def _new_bad_line(bad: BadLine, stats: RunStats, write_dead: Callable[[bytes], None]) -> None:
-    write_dead(input_dead_line(bad))
+def _other_shard(entry: Item | BadLine | Done, shard: Shard | None, stats: RunStats) -> bool:
+    """Whether the line is another shard's (counted, and passed over)."""
+    if in_shard(entry.custom_id, entry.line, shard):
+        return False
+    stats.other_shards += 1
+    return True
+
+
+def _bad_line(
+    entry: BadLine,
+    state: LedgerState,
+    stats: RunStats,
+    write_dead: Callable[[bytes], None],
+    events: Events,
+) -> None:
+    """A new bad line is dead-lettered; one an earlier run decided is counted."""
+    decision = state.decide(entry)
+    if decision is not None:
+        _skipped(decision, stats)
+        return
+    write_dead(input_dead_line(entry))
     stats.dead += 1
     stats.dead_input += 1
-    stats.dead_by_status[failure_key(None, bad.type)] += 1
+    stats.dead_by_status[failure_key(None, entry.type)] += 1
+    events.dead_letter(entry.custom_id, entry.line, None, entry.type)
 
 
 def _skipped(decision: Decision, stats: RunStats) -> None:
     """Count a line an earlier run decided (done, or still dead)."""
     stats.skipped_done += 1
     stats.skipped_dead += decision != "done"
-
-
-def _already_done(item: Item, state: LedgerState, stats: RunStats) -> bool:
-    if not state.decided(item.custom_id):
-        return False
-    stats.skipped_done += 1
-    stats.skipped_dead += state.dead_entry(item.custom_id) is not None
-    old_fp = state.sent_fp(item.custom_id)
-    if old_fp is not None and old_fp != item.fp:
-        stats.changed_done += 1
-    return True

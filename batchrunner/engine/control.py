@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import anyio
 import anyio.abc
 
+from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.errors import OutputWriteError
 from batchrunner.vocabulary import StopReason
 
@@ -31,10 +32,19 @@ class Stop:
 class RunControl:
     """Stop, abort and halt; holds the first write error, which ends the run."""
 
-    __slots__ = ("_drain_timeout", "_items", "_tg", "_waiting", "error", "message", "reason")
+    __slots__ = (
+        "_drain_timeout",
+        "_events",
+        "_items",
+        "_tg",
+        "_waiting",
+        "error",
+        "message",
+        "reason",
+    )
 
-    def __init__(self, drain_timeout: float) -> None:
-        self._drain_timeout = drain_timeout
+    def __init__(self, drain_timeout: float, events: Events = NO_EVENTS) -> None:
+        self._drain_timeout, self._events = drain_timeout, events
         self._waiting: set[anyio.CancelScope] = set()
         self._items: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -64,6 +74,8 @@ class RunControl:
 
     def halt(self, stop: Stop) -> None:
         """Stop because the run decided so (a tripped breaker, a spent quota, the budget)."""
+        if self.reason is None:
+            self._events.halted(stop.reason, stop.message)
         if self.message is None:
             self.message = stop.message
         self.stop(stop.reason)

@@ -7,6 +7,7 @@ import anyio
 
 from batchrunner.engine.accounting import Accounting
 from batchrunner.engine.control import RunControl
+from batchrunner.engine.events import Events
 from batchrunner.engine.stats import RunStats
 from batchrunner.engine.workers import ItemSender
 from batchrunner.errors import OutputWriteError
@@ -31,14 +32,28 @@ async def sync_files(ledger: Ledger, interval: float, control: RunControl) -> No
             return
 
 
-async def tick(gates: Gates, sender: ItemSender, accounting: Accounting, stats: RunStats) -> None:
+async def tick(
+    gates: Gates, sender: ItemSender, accounting: Accounting, stats: RunStats, events: Events
+) -> None:
     """Let the adaptive limits move and the pool grow; publish them and the cost."""
     while True:
         await anyio.sleep(_TICK)
         gates.tick(anyio.current_time())
         sender.grow(gates.pool)
+        _report_cut(gates, stats, events)
         stats.pool, stats.current_rps = gates.pool, gates.rate
         stats.share_429 = gates.rate_limited_share
         stats.cost = accounting.spent()
-        remaining = stats.total_lines - stats.blank - stats.skipped_done
-        stats.cost_projected = accounting.projected(stats.done, max(remaining, stats.done))
+        stats.cost_projected = accounting.projected(stats.done, stats.to_do)
+
+
+def _report_cut(gates: Gates, stats: RunStats, events: Events) -> None:
+    """A rate (or, with no rate cap, a pool) below the one published a tick ago was cut by
+    429s since: the only thing that lowers them (growth and a latency-sized pool are not
+    reported)."""
+    why = f"429s: {gates.rate_limited_share:.0%} of recent answers"
+    old_rate, rate = stats.current_rps, gates.rate
+    if old_rate is not None and rate is not None and rate < old_rate:
+        events.rate_cut("rps", old_rate, rate, why)
+    elif rate is None and gates.pool < stats.pool:
+        events.rate_cut("pool", stats.pool, gates.pool, why)

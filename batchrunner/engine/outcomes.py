@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from batchrunner.engine.breaker import CircuitBreaker, Parked, fatal_hint
 from batchrunner.engine.control import Stop
+from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.stats import RunStats
 from batchrunner.input.lines import Item
 from batchrunner.ledger.appendfile import AppendFile
@@ -27,7 +28,7 @@ class Outcomes:
     slot each time an item's outcome leaves (with ``ordered``, as its line leaves the
     reorder buffer)."""
 
-    __slots__ = ("_breaker", "_dead", "_ordered", "_release", "_results", "_stats")
+    __slots__ = ("_breaker", "_dead", "_events", "_ordered", "_release", "_results", "_stats")
 
     def __init__(
         self,
@@ -38,9 +39,10 @@ class Outcomes:
         *,
         release: Callable[[], None],
         ordered: bool,
+        events: Events = NO_EVENTS,
     ) -> None:
         self._results, self._dead, self._stats, self._breaker = results, dead, stats, breaker
-        self._release = release
+        self._release, self._events = release, events
         self._ordered = OrderedWriter(results.write, release) if ordered else None
 
     def take_seq(self) -> int:
@@ -53,11 +55,12 @@ class Outcomes:
 
     def succeeded(self, item: Item, reply: Success, attempts: int, latency: float) -> bytes:
         """Count a success; returns its line, which :meth:`finished` writes."""
+        line = result_line(item, reply.body, attempts, latency, reply.raw)  # first: may raise
         stats = self._stats
         stats.ok += 1
         stats.prompt_tokens += reply.prompt_tokens
         stats.completion_tokens += reply.completion_tokens
-        return result_line(item, reply.body, attempts, latency)
+        return line
 
     def failed(self, item: Item, failure: Failure, attempts: int) -> Stop | None:
         """A final failure: dead-letter it, or park it (breaker), or say to stop (quota)."""
@@ -103,9 +106,11 @@ class Outcomes:
 
     def _dead_letter(self, entries: list[Parked]) -> None:
         for p in entries:
+            status, type_ = p.failure.status_code, p.failure.type
             self._dead.write(dead_line(p.item, p.failure, p.attempts))
             self._stats.dead += 1
-            self._stats.dead_by_status[failure_key(p.failure.status_code, p.failure.type)] += 1
+            self._stats.dead_by_status[failure_key(status, type_)] += 1
+            self._events.dead_letter(p.item.custom_id, p.item.line, status, type_)
 
 
 def quota_stop(cause: Failure) -> Stop:

@@ -2,7 +2,8 @@
 
 - the input has at least one usable request;
 - the server is reachable, accepts the key, and offers the model (when it lists models at
-  ``GET /v1/models``; a server that does not is not held against the run).
+  ``GET /v1/models``; a server that does not is not held against the run), asked through
+  the proxy the environment names, as every request of the run is.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from batchrunner.clients.http import env_proxy
 from batchrunner.config import RunConfig
 from batchrunner.errors import ConfigError
 from batchrunner.input.lines import BadLine, Item, read_input
@@ -46,10 +48,11 @@ async def check_server(config: RunConfig, item: Item) -> None:
     url = config.server_url.rstrip("/") + "/v1/models"
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
     timeout = aiohttp.ClientTimeout(total=min(_TIMEOUT, config.timeout))
+    proxy, proxy_auth = env_proxy(config.server_url)  # the way the run's requests go
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(url, headers=headers) as resp,
+            session.get(url, headers=headers, proxy=proxy, proxy_auth=proxy_auth) as resp,
         ):
             status, body = resp.status, await resp.read()
     except (aiohttp.ClientError, TimeoutError) as exc:

@@ -22,6 +22,7 @@ from batchrunner.engine.accounting import Accounting
 from batchrunner.engine.admission import admit
 from batchrunner.engine.breaker import CircuitBreaker
 from batchrunner.engine.control import RunControl
+from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.housekeeping import sync_files, tick
 from batchrunner.engine.opening import Opened, open_run
 from batchrunner.engine.outcomes import Outcomes
@@ -45,9 +46,16 @@ class Engine:
     outcome already received is on disk.
     """
 
-    def __init__(self, config: RunConfig, client: Client | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        config: RunConfig,
+        client: Client | None = None,
+        seed: int | None = None,
+        events: Events = NO_EVENTS,
+    ):
         self.config, self.stats, self._client = config, RunStats(), client
-        self._control = RunControl(config.drain_timeout)
+        self._events = events
+        self._control = RunControl(config.drain_timeout, events)
         self._rng = random.Random(seed)
         self._policy = RetryPolicy(
             config.max_attempts, config.backoff_base, config.backoff_max, config.max_retry_after
@@ -90,6 +98,7 @@ class Engine:
         client = self._client or make_client(
             cfg.client, cfg.server_url, cfg.api_key, cfg.timeout, cfg.concurrency or MAX_POOL
         )
+        self._events.run_start(cfg, stats.total_lines)
         try:
             await client.warm_up()
             await self._pump(self._opened, client)
@@ -99,6 +108,7 @@ class Engine:
             stats.stop_reason, stats.stop_message = control.reason, control.message
             if (warning := self._accounting.unpriced_warning()) is not None:
                 stats.warnings.append(warning)
+            self._events.run_end(stats)
             if self._client is None:
                 with anyio.CancelScope(shield=True):
                     await client.aclose()
@@ -113,11 +123,13 @@ class Engine:
         window = anyio.Semaphore(read_ahead(cfg))
         breaker = CircuitBreaker(cfg.breaker)
         ledger = opened.ledger
+        events = self._events
         outcomes = Outcomes(
-            ledger.results, ledger.dead, stats, breaker, release=window.release, ordered=cfg.ordered
-        )
-        items = admit(cfg, ledger.state, stats, outcomes.write_dead, opened.check_bodies)
-        stats.pool = gates.pool
+            ledger.results, ledger.dead, stats, breaker,
+            release=window.release, ordered=cfg.ordered, events=events,
+        )  # fmt: skip
+        items = admit(cfg, ledger.state, stats, outcomes.write_dead, opened.check_bodies, events)
+        stats.pool, stats.current_rps = gates.pool, gates.rate
         async with anyio.create_task_group() as outer:
             outer.start_soon(sync_files, ledger, cfg.fsync_interval, control)
             with control.items(outer) as items_scope:
@@ -126,10 +138,10 @@ class Engine:
                         items=items, window=window, tg=tg, client=client,
                         endpoint=cfg.endpoint, api_key=cfg.api_key, gates=gates,
                         accounting=self._accounting, outcomes=outcomes, policy=self._policy,
-                        rng=self._rng, control=control, stats=stats,
+                        rng=self._rng, control=control, stats=stats, events=events,
                     )  # fmt: skip
                     sender.grow(gates.pool)
-                    outer.start_soon(tick, gates, sender, self._accounting, stats)
+                    outer.start_soon(tick, gates, sender, self._accounting, stats, events)
             try:
                 outcomes.close(completed=not items_scope.cancel_called)
             except OutputWriteError as exc:

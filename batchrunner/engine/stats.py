@@ -25,6 +25,11 @@ class RunStats:
     total_lines: int = 0
     read: int = 0
     blank: int = 0
+    #: With ``--shard``: the number of shards, the lines read that belong to the others, and
+    #: the input line the reading has reached (for an estimate of this shard's lines).
+    shards: int = 1
+    other_shards: int = 0
+    position: int = 0
     skipped_done: int = 0
     skipped_dead: int = 0
     changed_done: int = 0
@@ -72,10 +77,23 @@ class RunStats:
         return self.dead + self.skipped_dead
 
     @property
+    def to_decide(self) -> int:
+        """Input lines this run answers for, blank ones excluded: with ``--shard`` its own
+        shard's, estimated from the share not yet read until the whole input is read."""
+        if self.shards == 1:
+            return self.total_lines - self.blank
+        unread = max(self.total_lines - self.position, 0)
+        return self.read - self.other_shards + round(unread / self.shards)
+
+    @property
+    def to_do(self) -> int:
+        """Lines this run decides itself: those no earlier run decided."""
+        return max(self.to_decide - self.skipped_done, self.done)
+
+    @property
     def pending(self) -> int:
         """Lines of the input not yet decided by this or an earlier run (blank ones excluded)."""
-        decided = self.done + self.skipped_done + self.blank
-        return max(self.total_lines - decided, 0)
+        return max(self.to_decide - self.done - self.skipped_done, 0)
 
     @property
     def elapsed(self) -> float:
@@ -91,6 +109,7 @@ class RunStats:
         return {
             "total_lines": self.total_lines,
             "blank_lines": self.blank,
+            "other_shards_lines": self.other_shards,
             "ok": self.ok,
             "dead_lettered": self.dead,
             "results_total": self.total_ok,

@@ -8,7 +8,8 @@ Every attempt passes the gates (:mod:`batchrunner.limits.gates`), which decide w
 leave; a retry goes back through them like a first attempt. A wait that a graceful stop
 cuts short sends nothing. The workers act on what their collaborators decide — a too-large
 item, a budget reached, a quota spent, a tripped breaker — and keep a failed write in the
-run control, which ends the run.
+run control, which ends the run. An unexpected error while handling one item (a bug)
+dead-letters that item as ``internal_error`` with the error's text; the run goes on.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import anyio
 import anyio.abc
 
 from batchrunner.clients import Client
-from batchrunner.clients.classify import redacted
+from batchrunner.clients.classify import internal_error
 from batchrunner.config import RunConfig
 from batchrunner.engine.accounting import Accounting, Estimate
 from batchrunner.engine.control import RunControl
+from batchrunner.engine.events import Events
 from batchrunner.engine.outcomes import Outcomes
 from batchrunner.engine.retry import RetryPolicy
 from batchrunner.engine.stats import RunStats
@@ -60,6 +62,7 @@ class ItemSender:
         "_client",
         "_control",
         "_endpoint",
+        "_events",
         "_exhausted",
         "_gates",
         "_items",
@@ -89,8 +92,10 @@ class ItemSender:
         rng: random.Random,
         control: RunControl,
         stats: RunStats,
+        events: Events,
     ) -> None:
         self._items, self._window, self._tg = items, window, tg
+        self._events = events
         self._client, self._endpoint, self._api_key = client, endpoint, api_key
         self._gates, self._accounting, self._outcomes = gates, accounting, outcomes
         self._policy, self._rng = policy, rng
@@ -146,9 +151,14 @@ class ItemSender:
             await anyio.lowlevel.checkpoint()  # lines that need no sending: let others run
 
     def _admitted(self, item: Item, seq: int) -> Estimate | None:
-        """The item's estimate if it may be sent; else it is dead-lettered (too large) or
-        left pending (the budget is reached, which stops the run)."""
-        decision = self._accounting.admit(item)
+        """The item's estimate if it may be sent; else it is dead-lettered (too large, or
+        an error deciding) or left pending (the budget is reached, which stops the run)."""
+        try:
+            decision = self._accounting.admit(item)
+        except Exception as exc:  # a bug deciding one item: that item, not the run
+            self._broken(item, 0, exc)
+            self._finish(seq, None)
+            return None
         if isinstance(decision, tuple):
             return decision
         try:
@@ -190,6 +200,8 @@ class ItemSender:
                 return
         except OutputWriteError as exc:
             control.fail(exc)
+        except Exception as exc:  # a bug in one item's handling: that item, not the run
+            self._broken(item, attempt, exc)
         finally:
             if not deferred:
                 self._accounting.release(item, estimate)
@@ -207,8 +219,16 @@ class ItemSender:
                 self._control.halt(stop)
             return False
         self._stats.note_retry(failure)
+        self._events.retry(item.custom_id, attempt, failure, wait)
         self._tg.start_soon(self._attempts, item, seq, estimate, attempt, wait)
         return True
+
+    def _broken(self, item: Item, attempts: int, exc: Exception) -> None:
+        """Dead-letter ``item`` with the unexpected error its handling raised."""
+        try:
+            self._outcomes.failed(item, internal_error(exc, self._api_key), attempts)
+        except OutputWriteError as err:
+            self._control.fail(err)
 
     async def _send_once(
         self, item: Item, estimate: Estimate
@@ -227,10 +247,8 @@ class ItemSender:
         stats.in_flight += 1
         start = end = self._now()
         try:
-            reply = await self._client.send(self._endpoint, item.body)
+            reply = await self._client.send(item.endpoint or self._endpoint, item.body)
             end = self._now()
-            if isinstance(reply, Failure):  # once, here: every later use of it is clean
-                reply = redacted(reply, self._api_key)
         finally:
             stats.in_flight -= 1
             gates.leave(held, reply, end - start, end)

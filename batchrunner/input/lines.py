@@ -8,17 +8,55 @@ adding what needs memory of earlier lines (duplicate ids). Line numbers are phys
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from batchrunner.config import ENDPOINTS
 from batchrunner.input.idset import IdSet
+from batchrunner.vocabulary import InputProblem
 
-__all__ = ["BadLine", "Done", "Item", "fingerprint", "parse_line", "read_input"]
+__all__ = [
+    "DUPLICATE",
+    "IMPLICIT_ID_PREFIX",
+    "NEW",
+    "BadLine",
+    "Claim",
+    "Done",
+    "Item",
+    "fingerprint",
+    "parse_line",
+    "read_input",
+]
+
+#: A line without ``custom_id`` is called ``#`` and its line number (``#17``): a form that a
+#: ``custom_id`` chosen by a person or a program (``req-17``, ``17``) is unlikely to take.
+#: Runs begun before this rule keep bare numbers (see ``ledger.manifest``), so that their
+#: results still match their lines.
+IMPLICIT_ID_PREFIX = "#"
+
+_BOM = b"\xef\xbb\xbf"
+
+#: Where a line's id came from: its ``custom_id`` string, a number there, or its line number.
+_Origin = Literal["given", "number", "line"]
+
+_NO_ID = object()
+
+#: What a :data:`Claim` answers for an id no earlier run decided: send it ...
+NEW = 0
+#: ... and for an id an earlier line of this read already named.
+DUPLICATE = -1
+#: ``claim(custom_id)``: :data:`NEW`, :data:`DUPLICATE`, or a positive number that stands for
+#: what an earlier run made of the id (the caller's own handle, given back on the :class:`Done`).
+Claim = Callable[[str], int]
+
+# Digits in a row that may make an integer past orjson's 64 bits (-2**63 has 19).
+_LONG_RUN = re.compile(rb"\d{19}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +70,21 @@ class Item:
     fp: str
     #: The line's text, for the rare request too deeply nested to write back as JSON.
     raw: bytes = b""
+    #: The endpoint the line's own ``url`` names (OpenAI / Mistral batch files); None: the
+    #: run's endpoint.
+    endpoint: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per line on resume, and frozen costs 2x
 class Done:
-    """A line whose id an earlier run already finished (see ``read_input(done=...)``)."""
+    """A line whose id an earlier run already decided (see ``read_input(claim=...)``)."""
 
     custom_id: str
     line: int
+    #: What ``claim`` answered for the id.
+    outcome: int
+    #: The line's request, when asked for (``compare_done``) and it still makes one.
+    item: Item | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +94,7 @@ class BadLine:
     line: int
     custom_id: str | None
     request: Any
-    type: str
+    type: InputProblem
     message: str
     raw: bytes = b""
 
@@ -60,34 +105,48 @@ def fingerprint(body: dict[str, Any]) -> str:
     return hashlib.blake2b(canonical, digest_size=8).hexdigest()
 
 
-def parse_line(raw: bytes, line: int, endpoint: str, model: str | None) -> Item | BadLine | None:
+def parse_line(
+    raw: bytes,
+    line: int,
+    endpoint: str,
+    model: str | None,
+    implicit_prefix: str = IMPLICIT_ID_PREFIX,
+) -> Item | BadLine | None:
     """Parse one physical line; ``None`` for a blank line. Never raises."""
-    head = _head(raw, line)
+    head = _head(raw, line, implicit_prefix)
     if head is None or isinstance(head, BadLine):
         return head
-    return _item(*head, line, endpoint, model)
+    obj, custom_id, stripped, _ = head
+    return _item(obj, custom_id, stripped, line, endpoint, model)
 
 
-def _head(raw: bytes, line: int) -> tuple[dict[str, Any], str, bytes] | BadLine | None:
-    """The object, its id and the stripped text: all a resume needs to skip a done line."""
+def _head(
+    raw: bytes, line: int, implicit_prefix: str
+) -> tuple[dict[str, Any], str, bytes, _Origin] | BadLine | None:
+    """The object, its id, the stripped text and where the id came from: all a resume
+    needs to skip a done line."""
+    if line == 1 and raw.startswith(_BOM):  # Windows tools write one; it is not content
+        raw = raw[len(_BOM) :]
     stripped = raw.strip()
     if not stripped:
         return None
     try:
-        obj = orjson.loads(stripped)
+        obj = _loads(stripped)
     except orjson.JSONDecodeError as exc:
         return _unparseable(stripped, line, exc)
     if not isinstance(obj, dict):
         kind = type(obj).__name__
         msg = f"line is a JSON {kind}, not an object"
         return BadLine(line, None, obj, "not_an_object", msg, stripped)
-    custom_id = obj.get("custom_id", str(line))
+    custom_id = obj.get("custom_id", _NO_ID)
+    if type(custom_id) is str and custom_id:  # nearly always: the rest only when it is not
+        return obj, custom_id, stripped, "given"
+    if custom_id is _NO_ID:
+        return obj, f"{implicit_prefix}{line}", stripped, "line"
     if isinstance(custom_id, int) and not isinstance(custom_id, bool):
-        custom_id = str(custom_id)
-    if not isinstance(custom_id, str) or not custom_id:
-        msg = "custom_id must be a non-empty string"
-        return BadLine(line, None, obj, "invalid_custom_id", msg, stripped)
-    return obj, custom_id, stripped
+        return obj, str(custom_id), stripped, "number"
+    msg = f"custom_id must be a non-empty string (or a whole number), not {custom_id!r}"
+    return BadLine(line, None, obj, "invalid_custom_id", msg, stripped)
 
 
 def _item(
@@ -98,7 +157,11 @@ def _item(
     endpoint: str,
     model: str | None,
 ) -> Item | BadLine:
-    body = _body_of(obj, endpoint)
+    routed = _route(obj, endpoint)
+    if isinstance(routed, str):
+        return BadLine(line, custom_id, obj, "invalid_request", routed, stripped)
+    own, endpoint = routed
+    body = _body_of(obj, endpoint, own)
     if isinstance(body, str):
         return BadLine(line, custom_id, obj, "no_request", body, stripped)
     if "model" not in body:
@@ -111,7 +174,44 @@ def _item(
     except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes: keep the text
         text = stripped.decode("utf-8", "replace")
         return BadLine(line, custom_id, text, "invalid_request", f"body cannot be sent: {exc}")
-    return Item(custom_id, line, body, obj, fp, stripped)
+    return Item(custom_id, line, body, obj, fp, stripped, endpoint if own else None)
+
+
+def _route(obj: dict[str, Any], endpoint: str) -> tuple[bool, str] | str:
+    """(whether the line names its own endpoint, the endpoint to send it to), or why not.
+
+    OpenAI and Mistral batch files carry ``"url"`` (and ``"method"``) on each line: a url
+    that names an endpoint this tool sends to wins over the run's endpoint.
+    """
+    method = obj.get("method", "POST")
+    if method != "POST":
+        return f"'method' must be POST (batch requests are POSTed), not {method!r}"
+    if "url" not in obj:
+        return False, endpoint
+    url = obj["url"]
+    if not isinstance(url, str) or url not in ENDPOINTS:
+        served = ", ".join(ENDPOINTS)
+        return f"'url' {url!r} is not an endpoint batchrunner sends to ({served})"
+    return True, url
+
+
+def _loads(text: bytes) -> Any:
+    """``text`` parsed, its numbers as written. orjson reads an integer past 64 bits as a
+    float (2**64 + 1 becomes 1.8446744073709552e19), so a line with 19 digits in a row is
+    read again, keeping such integers as their digits (an ``orjson.Fragment``, which every
+    write of the request puts back as it was)."""
+    obj = orjson.loads(text)
+    if _LONG_RUN.search(text) is None:
+        return obj
+    try:
+        return json.loads(text, parse_int=_exact_int)
+    except RecursionError:  # deeper than the stdlib reads: keep orjson's reading
+        return obj
+
+
+def _exact_int(digits: str) -> int | orjson.Fragment:
+    number = int(digits)
+    return number if -(2**63) <= number < 2**64 else orjson.Fragment(digits.encode())
 
 
 def _unparseable(raw: bytes, line: int, exc: orjson.JSONDecodeError) -> BadLine:
@@ -124,7 +224,7 @@ def _unparseable(raw: bytes, line: int, exc: orjson.JSONDecodeError) -> BadLine:
     return BadLine(line, None, text, "invalid_json", f"line is not valid JSON: {exc.msg}")
 
 
-def _body_of(obj: dict[str, Any], endpoint: str) -> dict[str, Any] | str:
+def _body_of(obj: dict[str, Any], endpoint: str, own_url: bool) -> dict[str, Any] | str:
     """The request body for ``endpoint``, or a reason why the line has none."""
     if "body" in obj:
         body = obj["body"]
@@ -132,50 +232,110 @@ def _body_of(obj: dict[str, Any], endpoint: str) -> dict[str, Any] | str:
             return "'body' must be a JSON object"
         body = dict(body)
     else:
-        body = {k: v for k, v in obj.items() if k != "custom_id"}
+        body = {k: v for k, v in obj.items() if k not in _NOT_BODY}
         if endpoint == "/v1/chat/completions" and "prompt" in body and "messages" not in body:
             body["messages"] = [{"role": "user", "content": body.pop("prompt")}]
     need = ENDPOINTS[endpoint]
     value = body.get(need)
     if not value or not isinstance(value, list | str):
-        return f"no usable request: {endpoint} needs a non-empty '{need}'"
+        named = f"{endpoint} (the line's 'url')" if own_url else endpoint
+        return f"no usable request: {named} needs a non-empty '{need}'"
     return body
+
+
+#: Keys of a line that say how to send it, never part of a shorthand body.
+_NOT_BODY = frozenset(("custom_id", "url", "method"))
 
 
 def read_input(
     path: Path,
     endpoint: str,
     model: str | None,
-    done: Callable[[str], bool] | None = None,
+    claim: Claim | None = None,
     compare_done: bool = False,
+    implicit_prefix: str = IMPLICIT_ID_PREFIX,
 ) -> Iterator[Item | BadLine | Done]:
     """Stream ``path`` line by line; a repeated custom_id makes the later line a :class:`BadLine`.
 
-    With ``done``, a line whose id it accepts is yielded as a cheap :class:`Done` without
-    building its request: resuming a million done ids costs one JSON parse each. With
-    ``compare_done`` too, a done line that still makes a request is yielded as its
-    :class:`Item`, so its body can be compared with what was sent (an edited input).
-    The first line to name an id claims it, whether or not that line can be sent.
-    Only the ids' hashes are kept in memory (:class:`IdSet`), never the requests.
+    The first line to name an id claims it, whether or not that line can be sent. With
+    ``claim``, an id an earlier run decided is yielded as a cheap :class:`Done` without
+    building its request (resuming a million done ids costs one JSON parse each); ``claim``
+    also answers :data:`DUPLICATE` for the ids it knows. With ``compare_done`` too, the
+    :class:`Done` carries the line's request, so that it can be compared with what was sent
+    (an edited input). The other ids are kept in memory as hashes only (:class:`IdSet`).
+    ``implicit_prefix`` names a line without custom_id (see :data:`IMPLICIT_ID_PREFIX`).
     """
-    seen = IdSet()
+    seen = _Claims()
     with path.open("rb") as f:
         for line_no, raw in enumerate(f, start=1):
-            head = _head(raw, line_no)
+            head = _head(raw, line_no, implicit_prefix)
             if head is None or isinstance(head, BadLine):
                 if head is not None:
                     yield head
                 continue
-            obj, custom_id, stripped = head
-            if not seen.add(custom_id):
-                msg = f"duplicate custom_id {custom_id!r}; only its first line is sent"
-                yield BadLine(line_no, custom_id, obj, "duplicate_custom_id", msg, stripped)
+            obj, custom_id, stripped, origin = head
+            seen.note(custom_id, origin)
+            outcome = NEW if claim is None else claim(custom_id)
+            if outcome > 0 and not compare_done:  # most lines of a resumed run
+                yield Done(custom_id, line_no, outcome)
                 continue
-            if done is not None and done(custom_id):
-                if compare_done:
-                    parsed = _item(obj, custom_id, stripped, line_no, endpoint, model)
-                    yield parsed if isinstance(parsed, Item) else Done(custom_id, line_no)
-                else:
-                    yield Done(custom_id, line_no)
+            if outcome == NEW and not seen.add(custom_id):
+                outcome = DUPLICATE
+            if outcome == DUPLICATE:
+                taken = seen.reason(custom_id, origin, implicit_prefix)
+                yield BadLine(line_no, custom_id, obj, "duplicate_custom_id", taken, stripped)
                 continue
-            yield _item(obj, custom_id, stripped, line_no, endpoint, model)
+            item = None
+            if outcome == NEW or compare_done:
+                item = _item(obj, custom_id, stripped, line_no, endpoint, model)
+            if outcome == NEW:
+                assert item is not None
+                yield item
+            else:  # decided before: its result or entry stands, even if the line is bad now
+                yield Done(custom_id, line_no, outcome, item if isinstance(item, Item) else None)
+
+
+class _Claims:
+    """The ids still to send that were claimed so far (an earlier run's ids are the
+    ledger's to know), and why a second claim is refused, in words that say where the clash
+    comes from when the id was a number or a line number."""
+
+    __slots__ = ("_numbers", "_seen")
+
+    def __init__(self) -> None:
+        self._seen = IdSet()
+        self._numbers = IdSet()  # ids given as numbers: rare, so this stays small
+
+    def note(self, custom_id: str, origin: _Origin) -> None:
+        if origin == "number":
+            self._numbers.add(custom_id)
+
+    def add(self, custom_id: str) -> bool:
+        """Whether ``custom_id`` is claimed here for the first time."""
+        return self._seen.add(custom_id)
+
+    def reason(self, custom_id: str, origin: _Origin, implicit_prefix: str) -> str:
+        """Why a second line naming ``custom_id`` is refused."""
+        tail = "; only its first line is sent"
+        if origin == "line":
+            return (
+                f"this line has no custom_id and its implicit id {custom_id!r} is an earlier "
+                "line's custom_id: give this line a custom_id"
+            )
+        if origin == "number" or custom_id in self._numbers:
+            return (
+                f"duplicate custom_id {custom_id!r}: the number {custom_id} and the string "
+                f'"{custom_id}" are the same id{tail}'
+            )
+        if _looks_implicit(custom_id, implicit_prefix):
+            return (
+                f"duplicate custom_id {custom_id!r}: an earlier line has it, or it is the "
+                f"implicit id of line {custom_id.removeprefix(implicit_prefix)} (which has no "
+                f"custom_id){tail}"
+            )
+        return f"duplicate custom_id {custom_id!r}{tail}"
+
+
+def _looks_implicit(custom_id: str, implicit_prefix: str) -> bool:
+    number = custom_id.removeprefix(implicit_prefix)
+    return custom_id.startswith(implicit_prefix) and number.isdigit()

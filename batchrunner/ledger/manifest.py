@@ -1,8 +1,8 @@
 """The run manifest: what a set of output files was produced from.
 
 Kept beside the results as ``<results>.manifest.json``. Resuming onto files made from a
-different input file or endpoint is refused; the same input whose content changed is
-allowed (appending lines is common) and reported.
+different input file or endpoint, or for another ``--shard``, is refused; the same input
+whose content changed is allowed (appending lines is common) and reported.
 """
 
 from __future__ import annotations
@@ -16,19 +16,25 @@ import orjson
 
 from batchrunner.config import RunConfig, jobs_dir, manifest_path
 from batchrunner.errors import LedgerError, OutputWriteError
+from batchrunner.input.lines import IMPLICIT_ID_PREFIX
 from batchrunner.input.scan import InputScan
 from batchrunner.ledger.records import utc_iso
 
 __all__ = [
     "InputChange",
     "check_manifest",
+    "implicit_id_prefix",
     "move_aside",
     "previous_input_size",
     "read_manifest",
     "write_manifest",
+    "write_merge_manifest",
 ]
 
 _VERSION = 1
+#: How this run names lines without custom_id; a manifest without it is from before ids
+#: were "#N" and its run keeps bare line numbers.
+_IMPLICIT = "implicit_id_prefix"
 
 #: How the input differs from when the files were last written: ``new`` (no manifest),
 #: ``same``, ``grown`` (lines appended only) or ``edited`` (allowed by the config).
@@ -49,7 +55,17 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _describe(config: RunConfig, scan: InputScan) -> dict[str, Any]:
+def implicit_id_prefix(manifest: dict[str, Any] | None) -> str:
+    """What the run whose manifest this is calls a line without custom_id, before its line
+    number: ``#`` for a new run; nothing for a run begun before that rule, whose results
+    were written under bare numbers and must still match their lines on resume."""
+    if manifest is None:
+        return IMPLICIT_ID_PREFIX
+    value = manifest.get(_IMPLICIT)
+    return value if isinstance(value, str) else ""
+
+
+def _describe(config: RunConfig, scan: InputScan, prefix: str = "") -> dict[str, Any]:
     return {
         "version": _VERSION,
         "input": str(config.input_path.resolve()),
@@ -62,6 +78,8 @@ def _describe(config: RunConfig, scan: InputScan) -> dict[str, Any]:
         "client": config.client,
         "server_url": config.server_url,
         "command": config.command,
+        _IMPLICIT: prefix,
+        "shard": config.shard,
     }
 
 
@@ -88,6 +106,7 @@ def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dic
                 f"uses {new[key]}; pass --restart to start over (old files are kept) "
                 "or choose another -o/--dead-letter"
             )
+    _check_shard(config, old.get("shard"))
     old_fp = old.get("input_fingerprint")
     if old_fp == scan.fingerprint:
         return "same", old
@@ -102,11 +121,45 @@ def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dic
     return "edited", old
 
 
+def _check_shard(config: RunConfig, old: object) -> None:
+    """Files of one shard hold only its lines: another shard, or none, must not resume them."""
+    if old == config.shard:
+        return
+    held = f"shard {old}" if old is not None else "the whole input (no --shard)"
+    wanted = f"shard {config.shard}" if config.shard is not None else "the whole input"
+    raise LedgerError(
+        f"{config.output_path} holds {held} and this run is for {wanted}; "
+        "give each shard its own -o/--dead-letter (the default names do)"
+    )
+
+
 def write_manifest(config: RunConfig, scan: InputScan, started_at: str | None) -> None:
     """Record what the files are produced from; ``started_at`` survives resumes."""
     now = utc_iso()
-    data = _describe(config, scan) | {"started_at": started_at or now, "updated_at": now}
     path = manifest_path(config.output_path)
+    prefix = implicit_id_prefix(read_manifest(path))  # kept across resumes
+    data = _describe(config, scan, prefix) | {"started_at": started_at or now, "updated_at": now}
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputWriteError(str(path), exc) from exc
+
+
+def write_merge_manifest(
+    config: RunConfig, scan: InputScan, prefix: str, merged_from: list[str]
+) -> None:
+    """The manifest of ``batchrunner merge``'s files: a run's description (so ``status``,
+    ``dlq`` and a later run without ``--shard`` read them as any run's, implicit ids spelt
+    with the shards' ``prefix``), plus the shard results files they were merged from."""
+    now = utc_iso()
+    data = _describe(config, scan, prefix) | {"started_at": now, "updated_at": now}
+    _replace(manifest_path(config.output_path), data | {"merged_from": merged_from})
+
+
+def _replace(path: Path, data: dict[str, Any]) -> None:
+    """Write ``path`` whole or not at all."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))

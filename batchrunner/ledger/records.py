@@ -8,10 +8,12 @@ result we wrote can be read back without parsing its (large) body.
 
 from __future__ import annotations
 
-import re
+import io
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -27,7 +29,8 @@ __all__ = [
     "input_dead_line",
     "loads_object",
     "read_dead",
-    "read_result",
+    "read_records",
+    "read_results",
     "result_line",
     "utc_iso",
 ]
@@ -37,15 +40,12 @@ KIND_REQUEST = "request"
 #: ... or for an input line that could not be sent at all (keyed by line number).
 KIND_INPUT = "input"
 
+# How result_line's lines start and end, to read them without a parse:
+# {"custom_id":"ID",...,"batchrunner":{"line":N,...,"fp":"16 hex digits"}}
 _ID_PREFIX = b'{"custom_id":"'
 _ID_START = len(_ID_PREFIX)
-# The end of a result line as result_line writes it: the line and fingerprint without a parse.
-_RESULT_TAIL = re.compile(
-    rb',"batchrunner":\{"line":(\d+),"attempts":\d+,"latency_ms":[^,]*,"fp":"([0-9a-f]+)"'
-    rb'(?:,"batch_job":"[^"\\]*")?\}\}\n\Z'
-)
-# Longer than any tail _RESULT_TAIL matches: where its search starts.
-_TAIL_SPAN = 240
+_META = b',"batchrunner":{"line":'
+_FP_KEY, _FP_END = b',"fp":"', b'"}}\n'  # 16 hex digits between
 
 
 def utc_iso(ts: float | None = None) -> str:
@@ -54,20 +54,32 @@ def utc_iso(ts: float | None = None) -> str:
 
 
 def result_line(
-    item: Item, body: Any, attempts: int, latency_s: float, batch_job: str | None = None
+    item: Item,
+    body: Any,
+    attempts: int,
+    latency_s: float,
+    raw: bytes = b"",
+    batch_job: str | None = None,
 ) -> bytes:
-    """A result line; ``batch_job`` names the Batch API job that answered it, if one did."""
+    """A result line; ``ts`` in its metadata is when it completed (UTC). The body is ``raw``
+    as it is when given (JSON on one line, as the server sent it: nothing to re-serialize,
+    so nothing it holds can fail the write or be changed by it), else ``body`` serialized.
+    ``batch_job`` names the Batch API job that answered it, if one did."""
+    # "line" first and "fp" last: read_results reads both back without a parse.
     meta: dict[str, Any] = {
         "line": item.line,
         "attempts": attempts,
         "latency_ms": round(latency_s * 1000, 1),
-        "fp": item.fp,
     }
     if batch_job is not None:
         meta["batch_job"] = batch_job
+    meta["ts"] = utc_iso()
+    meta["fp"] = item.fp
+    if item.endpoint is not None:  # the line named it with "url": say where it went
+        meta["url"] = item.endpoint
     record = {
         "custom_id": item.custom_id,
-        "response": {"status_code": 200, "body": body},
+        "response": {"status_code": 200, "body": orjson.Fragment(raw) if raw else body},
         "error": None,
         "batchrunner": meta,
     }
@@ -129,6 +141,25 @@ def _dead(
 # -- reading them back ---------------------------------------------------------------
 
 
+def read_records(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(offset, line number, raw line) of each non-blank line of ``path``; a missing file
+    has none."""
+    offset = 0
+    with _open(path) as f:
+        for n, raw in enumerate(f, start=1):
+            if raw.strip():
+                yield offset, n, raw
+            offset += len(raw)
+
+
+def _open(path: Path) -> BinaryIO:
+    """``path`` to read; a missing file reads as an empty one."""
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        return io.BytesIO()
+
+
 @dataclass(frozen=True, slots=True)
 class DeadFields:
     """What decides a dead-letter entry: its key (an id, or an input line for ``input``
@@ -167,35 +198,61 @@ def batch_job_of(obj: dict[str, Any]) -> str | None:
     return job if isinstance(job, str) else None
 
 
-def read_result(raw: bytes) -> tuple[str, int | None, str | None] | None:
-    """(custom_id, input line, request fingerprint) of a results-file line; ``None`` when
-    it is not a result. A line as :func:`result_line` wrote it is read without a parse."""
-    cid = _leading_id(raw)
-    if cid is not None:
-        tail = _RESULT_TAIL.search(raw, max(len(raw) - _TAIL_SPAN, 0))
-        if tail is not None:
-            return cid, int(tail[1]), tail[2].decode()
+def read_results(path: Path) -> Iterator[tuple[int, bytes | None, int, bytes | None]]:
+    """(line number, custom_id as UTF-8, input line, request fingerprint) of each non-blank
+    line of a results file; the id is ``None`` when the line is not a result, the input line
+    0 and the fingerprint ``None`` when the line has none. A line as :func:`result_line`
+    wrote it is read without a parse: resuming ten million of them is mostly this loop."""
+    with _open(path) as f:
+        for n, raw in enumerate(f, start=1):
+            end = raw.find(b'",', _ID_START)  # the id's closing quote (an escaped one: parsed)
+            meta = raw.rfind(_META, end)  # the last "batchrunner" key: ours, written last
+            if (
+                meta > 0
+                and raw.startswith(_ID_PREFIX)
+                and raw.endswith(_FP_END)
+                and raw[-27:-20] == _FP_KEY
+                and raw.find(b"\\", 0, end) < 0
+            ):
+                start = meta + len(_META)
+                digits = raw[start : raw.find(b",", start)]
+                if digits.isdigit():
+                    yield n, raw[_ID_START:end], int(digits), raw[-20:-4]
+                    continue
+            if raw.strip():
+                yield n, *_parse_result(raw)
+
+
+def read_result(raw: bytes) -> tuple[str, int] | None:
+    """(custom_id, input line or 0) of one results-file line; ``None`` when it is not a
+    result (a parse: for tools that read a file once, not for the resume scan)."""
+    cid, line, _ = _parse_result(raw)
+    return (cid.decode("utf-8", "surrogatepass"), line) if cid is not None else None
+
+
+def result_id(raw: bytes) -> str | None:
+    """The custom_id of one results-file line; ``None`` when it is not a result. A line as
+    :func:`result_line` wrote it is read without a parse."""
+    end = raw.find(b'",', _ID_START)
+    if raw.startswith(_ID_PREFIX) and end > 0 and raw.find(b"\\", 0, end) < 0:
+        cid: bytes | None = raw[_ID_START:end]
+    else:
+        cid = _parse_result(raw)[0]
+    return cid.decode("utf-8", "surrogatepass") if cid is not None else None
+
+
+def _parse_result(raw: bytes) -> tuple[bytes | None, int, bytes | None]:
     obj = loads_object(raw)
     cid = obj.get("custom_id") if obj else None
-    if not isinstance(cid, str):
-        return None
-    meta = _dict(obj.get("batchrunner")) if obj else {}
+    if obj is None or not isinstance(cid, str):
+        return None, 0, None
+    meta = _dict(obj.get("batchrunner"))
     line, fp = meta.get("line"), meta.get("fp")
-    return cid, line if _is_int(line) else None, fp if isinstance(fp, str) else None
-
-
-def _leading_id(raw: bytes) -> str | None:
-    """The id of a line we wrote (``{"custom_id":"...",`` first, a whole line), without
-    parsing the rest; ``None`` when the line is not that plain, and then it is parsed."""
-    if not raw.startswith(_ID_PREFIX) or not raw.endswith(b"}\n"):
-        return None
-    end = raw.find(b'"', _ID_START)
-    if end < 0 or raw.find(b"\\", _ID_START, end) >= 0 or raw[end + 1 : end + 2] != b",":
-        return None
-    try:
-        return raw[_ID_START:end].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    return (
+        cid.encode(),
+        line if isinstance(line, int) and not isinstance(line, bool) else 0,
+        fp.encode() if isinstance(fp, str) else None,
+    )
 
 
 def loads_object(raw: bytes) -> dict[str, Any] | None:

@@ -14,37 +14,47 @@ to send; a resumed run (``engine.admission``), ``status`` and ``dlq`` all ask it
   after it names that line (fixed, sent and refused: that entry counts, under its id);
 - everything else is still to send.
 
-Nothing here holds the results themselves in memory, only ids and their request
-fingerprints.
+Memory holds neither the results nor the ids themselves: per id a 128-bit hash and, when
+asked for, its request fingerprint, in flat tables (:mod:`batchrunner.ledger.table`), about
+23 bytes a done id (31 with fingerprints); per input line named by a result, one bit. A
+dead-letter entry is remembered by where it starts in the file, so ``dlq`` can read the
+ones in force again instead of holding them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from batchrunner.input.lines import BadLine, Done
+from batchrunner.errors import LedgerError
+from batchrunner.input.lines import DUPLICATE, NEW, BadLine, Done
 from batchrunner.ledger.appendfile import AppendFile, repair_torn_tail
 from batchrunner.ledger.records import (
     KIND_INPUT,
     DeadFields,
     loads_object,
     read_dead,
-    read_result,
+    read_records,
+    read_results,
 )
+from batchrunner.ledger.table import TAKEN, BitSet, KeyTable, estimate_lines, key
 from batchrunner.vocabulary import failure_key
 
-__all__ = [
-    "DeadEntry",
-    "Decision",
-    "Ledger",
-    "LedgerState",
-    "read_records",
-    "scan",
-    "scan_readonly",
-]
+__all__ = ["DeadEntry", "Decision", "Ledger", "LedgerState", "scan", "scan_readonly"]
+
+# An entry's info word: where it starts in the dead-letter file (40 bits: files up to 1 TiB),
+# its (status, type) as an index into a list of the kinds seen (23 bits), and a flag: for an
+# id, "a result supersedes it" (set only when the done ids are not kept: else they say it);
+# for an input line, "a later request entry names the line".
+_OFFSET_BITS = 40
+_OFFSET = (1 << _OFFSET_BITS) - 1
+_KINDS = 1 << 23
+_FLAG = 1 << 63
+# Lines a result names are bits up to here (32 MiB); beyond, only a hand-edited file goes.
+_MAX_BIT_LINE = 1 << 28
+_RESULT, _DEAD = 0, 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +65,7 @@ class DeadEntry:
     status_code: int | None
     type: str
     #: Where the entry starts in the dead-letter file.
-    offset: int = 0
+    offset: int
 
     @property
     def key(self) -> str:
@@ -69,16 +79,37 @@ Decision = DeadEntry | Literal["done"] | None
 
 
 class LedgerState:
-    """The ids and input lines already decided, as found in the files at start."""
+    """The ids and input lines already decided, as found in the files at start.
 
-    __slots__ = ("_dead", "_lines", "_result_lines", "_results", "_retry", "warnings")
+    A read of the input asks :meth:`claim` for each id and :meth:`decide` for each line
+    not sent as it is; ``dlq`` asks :meth:`in_force` for each dead-letter entry.
+    """
 
-    def __init__(self) -> None:
-        self._results: dict[str, str | None] = {}
-        self._dead: dict[str, DeadEntry] = {}
-        # Input entries in force by input line, results aside (a result may name the line).
-        self._lines: dict[int, DeadEntry] = {}
-        self._result_lines: set[int] = set()
+    __slots__ = (
+        "_dead",
+        "_far_lines",
+        "_fp",
+        "_kind_of",
+        "_kinds",
+        "_lines",
+        "_result_lines",
+        "_results",
+        "_retry",
+        "warnings",
+    )
+
+    def __init__(
+        self, with_fp: bool, done_ids: bool = True, results: int = 0, dead: int = 0
+    ) -> None:
+        """``results`` and ``dead``: about how many lines the files have (to size tables)."""
+        self._fp = with_fp
+        self._results = KeyTable(int(with_fp), results) if done_ids else None
+        self._dead = KeyTable(1 + with_fp, dead)
+        self._lines = KeyTable(1)
+        self._result_lines = BitSet()
+        self._far_lines: set[int] = set()
+        self._kinds: list[tuple[int | None, str]] = []
+        self._kind_of: dict[tuple[int | None, str], int] = {}
         self._retry: Collection[int] | None = None
         self.warnings: list[str] = []
 
@@ -87,79 +118,147 @@ class LedgerState:
         are to send again."""
         self._retry = statuses
 
-    def decided(self, custom_id: str) -> bool:
-        """Whether ``custom_id`` is done or dead (and so not to send)."""
-        return custom_id in self._results or self.dead_entry(custom_id) is not None
+    def claim(self, custom_id: str) -> int:
+        """``read_input``'s claim, for one read of the input: a handle of the id's outcome
+        the first time a decided id is named, :data:`DUPLICATE` after, :data:`NEW` for an
+        id to send."""
+        hi, lo = key(custom_id.encode())
+        off = self._results.take(hi, lo) if self._results is not None else -1
+        if off >= 0:
+            return (off << 1 | _RESULT) + 1
+        if off == TAKEN:
+            return DUPLICATE
+        dead = self._dead
+        off = dead.find(hi, lo) if len(dead) else -1
+        if off < 0 or self._retried(dead.get(off)):
+            return NEW
+        off = dead.take(hi, lo)
+        return (off << 1 | _DEAD) + 1 if off >= 0 else DUPLICATE
 
-    def dead_entry(self, custom_id: str) -> DeadEntry | None:
-        """The entry in force for a dead id; ``None`` when it is done or not dead."""
-        entry = self._dead.get(custom_id)
-        if entry is None or custom_id in self._results or self._retried(entry):
-            return None
-        return entry
-
-    def _retried(self, entry: DeadEntry) -> bool:
-        return self._retry is not None and (not self._retry or entry.status_code in self._retry)
-
-    def sent_fp(self, custom_id: str) -> str | None:
-        """The fingerprint of the request that earned ``custom_id``'s outcome, if kept."""
-        if custom_id in self._results:
-            return self._results[custom_id]
-        entry = self.dead_entry(custom_id)
-        return entry.fp if entry else None
+    def _retried(self, info: int) -> bool:
+        retry = self._retry
+        return retry is not None and (not retry or self._kind(info)[0] in retry)
 
     def decide(self, entry: Done | BadLine) -> Decision:
         """What the files say of an input line that is not sent as it is."""
         if isinstance(entry, Done):
-            return self.dead_entry(entry.custom_id) or "done"
-        if entry.line in self._result_lines:
+            handle = entry.outcome - 1
+            return "done" if handle & 1 == _RESULT else self._entry(self._dead, handle >> 1)
+        if self._named_by_result(entry.line):
             return "done"
-        return self._lines.get(entry.line)
+        off = self._lines.find(*_line_key(entry.line))
+        if off < 0 or self._lines.get(off) & _FLAG:
+            return None
+        return self._entry(self._lines, off)
+
+    def sent_fp(self, done: Done) -> str | None:
+        """The fingerprint of the request that earned a done line's outcome, if kept."""
+        handle = done.outcome - 1
+        if not self._fp:
+            return None
+        if handle & 1 == _RESULT:
+            assert self._results is not None
+            word = self._results.get(handle >> 1)
+        else:
+            word = self._dead.get(handle >> 1, 1)
+        return f"{word:016x}" if word else None
 
     def in_force(self, offset: int, fields: DeadFields) -> bool:
         """Whether the dead-letter entry at ``offset`` is the one in force for its key."""
         if fields.kind == KIND_INPUT:
             assert fields.line is not None
-            entry = self._lines.get(fields.line)
-            superseded = fields.line in self._result_lines
+            if self._named_by_result(fields.line):
+                return False
+            table, (hi, lo) = self._lines, _line_key(fields.line)
         else:
             assert fields.custom_id is not None
-            entry = self._dead.get(fields.custom_id)
-            superseded = fields.custom_id in self._results
-        return not superseded and entry is not None and entry.offset == offset
+            table, (hi, lo) = self._dead, key(fields.custom_id.encode())
+        off = table.find(hi, lo)
+        if off < 0 or table.get(off) & _OFFSET != offset:
+            return False
+        if table is self._dead and self._results is not None:
+            return self._results.find(hi, lo) < 0  # the results were kept: they decide
+        return not table.get(off) & _FLAG
 
-    def _add_dead(self, offset: int, fields: DeadFields, with_fp: bool) -> None:
-        """File one dead-letter entry (in file order: a later one replaces an earlier)."""
-        fp = fields.fp if with_fp else None
-        entry = DeadEntry(fp, fields.status_code, fields.type, offset)
+    def _entry(self, table: KeyTable, off: int) -> DeadEntry:
+        info = table.get(off)
+        status, type_ = self._kind(info)
+        word = table.get(off, 1) if self._fp and table is self._dead else 0
+        return DeadEntry(f"{word:016x}" if word else None, status, type_, info & _OFFSET)
+
+    def _kind(self, info: int) -> tuple[int | None, str]:
+        return self._kinds[(info & ~_FLAG) >> _OFFSET_BITS]
+
+    def _named_by_result(self, line: int) -> bool:
+        return line in self._result_lines if line < _MAX_BIT_LINE else line in self._far_lines
+
+    # -- filling it from the files, dead-letter file first ----------------------------
+
+    def _add_dead(self, offset: int, fields: DeadFields) -> None:
+        """One dead-letter entry, in file order: a later one for a key replaces an earlier."""
+        info = offset | self._kind_index(fields.status_code, fields.type) << _OFFSET_BITS
+        if offset > _OFFSET:
+            raise LedgerError("a dead-letter file over 1 TiB is not supported")
         if fields.kind == KIND_INPUT:
             assert fields.line is not None
-            self._lines[fields.line] = entry
+            self._lines.put(self._lines.insert(*_line_key(fields.line)), info)
             return
         assert fields.custom_id is not None
-        self._dead[fields.custom_id] = entry
-        if fields.line is not None:  # the line was fixed and sent since its input entry
-            self._lines.pop(fields.line, None)
+        off = self._dead.insert(*key(fields.custom_id.encode()))
+        self._dead.put(off, info)
+        if self._fp:
+            self._dead.put(off, _fp_word(fields.fp), 1)
+        if fields.line is not None and len(self._lines):  # that line was fixed and sent
+            _flag(self._lines, *_line_key(fields.line))
 
-    def _add_result(self, custom_id: str, line: int | None, fp: str | None) -> None:
-        self._results[custom_id] = fp
-        if line is not None:
-            self._result_lines.add(line)
+    def _kind_index(self, status: int | None, type_: str) -> int:
+        index = self._kind_of.get((status, type_))
+        if index is None:
+            index = self._kind_of[(status, type_)] = len(self._kinds)
+            if index == _KINDS:
+                raise LedgerError(f"more than {_KINDS:,} kinds of error in a dead-letter file")
+            self._kinds.append((status, type_))
+        return index
+
+    def _add_results(self, path: Path) -> None:
+        """Every result of ``path`` (after the dead-letter file: it supersedes entries)."""
+        results, keep_fp, name_line = self._results, self._fp, self._result_lines.add
+        # Without the done ids kept, a dead entry's flag says whether a result supersedes it.
+        dead = self._dead if results is None and len(self._dead) else None
+        for n, cid, line, fp in read_results(path):
+            if cid is None:
+                self.warnings.append(f"{path}:{n}: not a result line; ignored")
+                continue
+            hi, lo = key(cid)
+            if results is not None:
+                off = results.insert(hi, lo)
+                if keep_fp:
+                    results.put(off, _fp_word(fp))
+            if dead is not None:
+                _flag(dead, hi, lo)
+            if 0 < line < _MAX_BIT_LINE:
+                name_line(line)
+            elif line > 0:
+                self._far_lines.add(line)
 
 
-def read_records(path: Path) -> Iterator[tuple[int, int, bytes]]:
-    """(offset, line number, raw line) of each non-blank line of ``path``; a missing file
-    has none."""
+def _line_key(line: int) -> tuple[int, int]:
+    return key(b"%d" % line)
+
+
+def _flag(table: KeyTable, hi: int, lo: int) -> None:
+    off = table.find(hi, lo)
+    if off >= 0:
+        table.put(off, table.get(off) | _FLAG)
+
+
+def _fp_word(fp: str | bytes | None) -> int:
+    """A request fingerprint (16 hex digits) as one word; 0 for none or a foreign one."""
     try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        return
-    offset = 0
-    with f:
-        for n, raw in enumerate(f, start=1):
-            if raw.strip():
-                yield offset, n, raw
-            offset += len(raw)
+        word = int(fp, 16) if fp is not None and len(fp) == 16 else 0
+    except ValueError:
+        return 0
+    return word if word > 0 else 0
 
 
 def scan(results_path: Path, dead_path: Path, with_fp: bool = True) -> LedgerState:
@@ -174,33 +273,27 @@ def scan(results_path: Path, dead_path: Path, with_fp: bool = True) -> LedgerSta
     return state
 
 
-def scan_readonly(results_path: Path | None, dead_path: Path, with_fp: bool = True) -> LedgerState:
+def scan_readonly(
+    results_path: Path | None, dead_path: Path, with_fp: bool = True, done_ids: bool = True
+) -> LedgerState:
     """Read both files once without changing them (a torn last line is reported as invalid).
 
-    Without ``with_fp`` the request fingerprints are not kept (``None``): a lighter scan for
-    when the input is known not to have changed. Without ``results_path`` no id is done.
+    Without ``with_fp`` the request fingerprints are not kept: a lighter scan for when the
+    input is known not to have changed. Without ``done_ids`` the done ids are not kept
+    either: enough for :meth:`LedgerState.in_force`. Without ``results_path`` no id is done.
     """
-    state = LedgerState()
+    expected = estimate_lines(results_path) if results_path and done_ids else 0
+    state = LedgerState(with_fp, done_ids, expected, estimate_lines(dead_path))
     for offset, n, raw in read_records(dead_path):
         obj = loads_object(raw)
         fields = read_dead(obj) if obj is not None else None
         if fields is None:
             state.warnings.append(f"{dead_path}:{n}: not a dead-letter line; ignored")
             continue
-        state._add_dead(offset, fields, with_fp)
+        state._add_dead(offset, fields)
     if results_path is not None:
-        _scan_results(results_path, state, with_fp)
+        state._add_results(results_path)
     return state
-
-
-def _scan_results(path: Path, state: LedgerState, with_fp: bool) -> None:
-    for _, n, raw in read_records(path):
-        found = read_result(raw)
-        if found is None:
-            state.warnings.append(f"{path}:{n}: not a result line; ignored")
-            continue
-        cid, line, fp = found
-        state._add_result(cid, line, fp if with_fp else None)
 
 
 class Ledger:

@@ -1,4 +1,8 @@
-"""``batchrunner status``: where a run stands, from its files alone, sending nothing."""
+"""``batchrunner status``: where a run stands, from its files alone, sending nothing.
+
+The files of one shard (``run --shard K/N``, recorded in the manifest) answer for that
+shard's lines only; merged files, like a run without ``--shard``, for every line.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchrunner.config import ENDPOINTS, manifest_path
+from batchrunner.config import ENDPOINTS, Shard, manifest_path
 from batchrunner.errors import LedgerError
 from batchrunner.input.lines import Item, read_input
-from batchrunner.ledger.manifest import read_manifest
+from batchrunner.input.shard import in_shard
+from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
 from batchrunner.ledger.records import utc_iso
 from batchrunner.ledger.state import LedgerState, scan_readonly
 
@@ -29,6 +34,8 @@ class RunStatus:
     last_write: str | None
     resume_command: str | None
     warnings: list[str] = field(default_factory=list)
+    #: ``K/N`` for the files of one shard (``input_lines`` then counts its lines only).
+    shard: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +48,7 @@ class RunStatus:
             "last_write": self.last_write,
             "resume_command": self.resume_command,
             "warnings": self.warnings,
+            "shard": self.shard,
         }
 
 
@@ -58,7 +66,9 @@ def run_status(results_path: Path) -> RunStatus:
         raise LedgerError(f"cannot read the run's files: {exc.strerror or exc}") from None
     if not input_path.is_file():
         raise LedgerError(f"the run's input {input_path} no longer exists")
-    counts, by_key = _count(state, input_path, endpoint, model)
+    shard = manifest_shard(manifest)
+    prefix = implicit_id_prefix(manifest)
+    counts, by_key = _count(state, input_path, endpoint, model, prefix=prefix, shard=shard)
     command = manifest.get("command")
     return RunStatus(
         input=str(input_path),
@@ -70,16 +80,31 @@ def run_status(results_path: Path) -> RunStatus:
         last_write=_last_write(results_path, dead_path),
         resume_command=command if isinstance(command, str) else None,
         warnings=state.warnings,
+        shard=None if shard is None else str(shard),
     )
 
 
+def manifest_shard(manifest: dict[str, Any]) -> Shard | None:
+    """The shard whose files a manifest describes; ``None``: the whole input."""
+    value = manifest.get("shard")
+    return Shard.parse(value) if isinstance(value, str) else None
+
+
 def _count(
-    state: LedgerState, input_path: Path, endpoint: str, model: str | None
+    state: LedgerState,
+    input_path: Path,
+    endpoint: str,
+    model: str | None,
+    *,
+    prefix: str,
+    shard: Shard | None,
 ) -> tuple[Counter[str], Counter[str]]:
-    """Counts of lines, done, dead and pending, and of the dead by failure key."""
+    """Counts of lines (the shard's), done, dead and pending, and of the dead by failure key."""
     counts: Counter[str] = Counter()
     by_key: Counter[str] = Counter()
-    for entry in read_input(input_path, endpoint, model, state.decided):
+    for entry in read_input(input_path, endpoint, model, state.claim, implicit_prefix=prefix):
+        if not in_shard(entry.custom_id, entry.line, shard):
+            continue
         counts["lines"] += 1
         decision = None if isinstance(entry, Item) else state.decide(entry)
         if decision is None:

@@ -5,7 +5,7 @@ block, or ``python -m batchrunner.mock`` (the same command as ``batchrunner
 mock-server``, :mod:`batchrunner.mock.cli`) as a subprocess: its first stdout line
 is ``mock server listening on http://HOST:PORT``.
 
-Scripted faults: put ``[[mock:429,500,timeout,reset,garbage,slow,quota]]`` in a
+Scripted faults: put ``[[mock:429,500,timeout,reset,garbage,slow,quota,html]]`` in a
 request's text; attempt k of that same request gets the k-th fault, later
 attempts succeed. See :mod:`batchrunner.mock.faults`.
 

@@ -69,7 +69,11 @@ _NOT_NEGATIVE = _Finite(min=0)
 
 
 @click.command(
-    "mock-server", cls=_Command, context_settings={"help_option_names": ["-h", "--help"]}
+    "mock-server",
+    cls=_Command,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="\b\nExamples:\n  batchrunner mock-server --port 8000 --error-rate 429=0.1,500=0.05\n"
+    "  MISTRAL_API_KEY=any batchrunner run in.jsonl --server-url http://127.0.0.1:8000",
 )
 @click.option("--host", default=_DEFAULTS.host, show_default=True)
 @click.option(

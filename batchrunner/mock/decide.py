@@ -10,6 +10,7 @@ from batchrunner.mock.endpoints import Endpoint
 from batchrunner.mock.faults import SLOW_S, RandomFaults, ScriptedFaults, find_marker, parse_marker
 from batchrunner.mock.limits import RequestWindow, TokenWindow
 from batchrunner.mock.replies import (
+    POISON,
     Reply,
     error_reply,
     quota_reply,
@@ -65,6 +66,8 @@ class Decider:
             return Decision("garbage", GARBAGE)
         if fault == "quota":
             return Decision("429", quota_reply())
+        if fault in POISON:
+            return Decision(fault, POISON[fault])
         return Decision(fault, status_fault_reply(int(fault), self.config.retry_after_ms))
 
     def decide(

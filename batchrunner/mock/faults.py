@@ -3,8 +3,12 @@
 A fault is a string: an HTTP status ("429", "500", ...) or one of ``timeout``
 (hold ``hang_s``, then answer normally), ``reset`` (drop the connection without
 a response), ``garbage`` (200 whose body is not JSON), and, for scripts only,
-``slow`` (wait 0.3 s, then answer normally) and ``quota`` (429 "monthly quota
-exceeded" without Retry-After).
+``slow`` (wait 0.3 s, then answer normally), ``quota`` (429 "monthly quota
+exceeded" without Retry-After) and the answers a hostile or broken server sends
+(:data:`~batchrunner.mock.replies.POISON`): ``deep`` (a 200 chat completion with a
+field nested 300 levels), ``deeperror`` (a 500 nested like it, without a message),
+``html`` (a 200 HTML page), ``shapeless`` (a 200 ``{"foo": 1}``) and ``error200`` (a
+200 whose body is a 503 error object).
 
 Script syntax: ``[[mock:F1,F2,...]]`` anywhere in the request's text. Attempt k
 (1-based) of the same request gets Fk; once the list is spent it succeeds.
@@ -18,10 +22,11 @@ import re
 from collections.abc import Iterable, Mapping
 
 from batchrunner.mock.config import RANDOM_FAULT_NAMES, is_error_status
+from batchrunner.mock.replies import POISON
 
 MARKER_PREFIX = "[[mock:"
 _MARKER_RE = re.compile(r"\[\[mock:([^\]]*)\]\]")
-SCRIPT_ONLY_NAMES: frozenset[str] = frozenset({"slow", "quota"})
+SCRIPT_ONLY_NAMES: frozenset[str] = frozenset({"slow", "quota", *POISON})
 SLOW_S = 0.3
 
 

@@ -71,7 +71,8 @@ def _split(raw: bytes) -> tuple[Any, dict[str, Any] | None]:
 
 def _outcome(line_id: str, custom_id: Any, reply: Reply, label: str) -> LineOutcome:
     # The body bytes are already JSON: splice them in rather than parse and re-dump.
-    body = orjson.dumps(reply.body.decode("utf-8", "replace")) if label == "garbage" else reply.body
+    text = label in ("garbage", "html")  # not JSON: a string, so the line stays JSON
+    body = orjson.dumps(reply.body.decode("utf-8", "replace")) if text else reply.body
     ok = reply.status == 200
     error = b"null" if ok else orjson.dumps(_message(reply))
     line = b"".join(

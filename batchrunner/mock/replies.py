@@ -122,3 +122,27 @@ def status_fault_reply(status: int, retry_after_ms: int) -> Reply:
         item = {"type": "value_error", "loc": ["body"], "msg": "mock: injected 422", "input": None}
         return validation_reply([item])
     return error_reply(status)
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+_DEEP_ANSWER = (
+    b'{"id":"cmpl-deep","object":"chat.completion","created":1,"model":"mistral-small-latest",'
+    b'"choices":[{"index":0,"message":{"role":"assistant","content":"deep"},'
+    b'"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,'
+    b'"total_tokens":2},"nested":' + _nested(300) + b"}"
+)
+_HTML = {"Content-Type": "text/html; charset=utf-8"}
+
+#: Answers a hostile or broken server (or a proxy in the way) sends, by fault name: each
+#: must still become one outcome for its item. 300 levels is past the 254 that orjson
+#: writes and the SDK's pydantic reads, and within the 1024 that orjson reads.
+POISON: Mapping[str, Reply] = {
+    "deep": Reply(200, _DEEP_ANSWER),
+    "deeperror": Reply(500, b'{"object":"error","detail":' + _nested(300) + b"}"),
+    "html": Reply(200, b"<!DOCTYPE html><html><body>Proxy sign-in required</body></html>", _HTML),
+    "shapeless": Reply(200, b'{"foo":1}'),
+    "error200": Reply(200, error_reply(503).body),
+}
