@@ -229,9 +229,13 @@ def test_a_job_that_ends_half_way_keeps_what_it_delivered_and_online_finishes(
 ) -> None:
     mock = mock_server("--batch-faults", fault)
     files = Files(tmp_path, [chat(i) for i in range(20)])
-    first = run_cli(*files.args(mock))
+    log = tmp_path / "run.log"
+    first = run_cli(*files.args(mock, "--log-json", str(log)))
     assert first.code == 3, first.stderr
     assert f"ended {status}" in first.stderr and "12 ids are pending" in first.stderr
+    events = read_jsonl(log)
+    assert [e["status"] for e in events if e["event"] == "batch_job"][-1] == status
+    assert events[-1]["event"] == "run_end" and events[-1]["summary"]["pending"] == 12
     assert files.outcomes()[0] == files.ids[:8]
     job = files.agree(pending=12)["batch_jobs"][0]
     assert (job["status"], job["completed"], job["brought_home"]) == (status, 8, True)
