@@ -13,6 +13,7 @@ import math
 import os
 import re
 import types
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -20,11 +21,20 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from batchrunner.errors import ConfigError
+from batchrunner.runfiles import (
+    check_apart,
+    check_distinct,
+    dead_letter_beside,
+    manifest_path,
+    recorded_dead_letter,
+    run_files,
+)
 
 __all__ = [
     "BATCH_MAX_BYTES",
     "DEFAULT_SERVER_URL",
     "ENDPOINTS",
+    "MAX_CONCURRENCY",
     "MAX_POOL",
     "RUN_SETTINGS",
     "ClientKind",
@@ -35,7 +45,6 @@ __all__ = [
     "Shard",
     "Via",
     "default_paths",
-    "jobs_dir",
     "manifest_path",
     "option",
     "settings_of",
@@ -55,6 +64,10 @@ ENDPOINTS: dict[str, str] = {
 #: pool and the HTTP client's connection limit. Higher buys nothing against one API host
 #: but sockets and memory; a user who needs more sets ``concurrency``.
 MAX_POOL = 1024
+#: The most ``concurrency`` may ask for. Each request in flight costs a worker, a socket and
+#: read-ahead room; no API host serves more from one client, and a million would take
+#: minutes and gigabytes to set up before the first request (issue 9).
+MAX_CONCURRENCY = 4096
 
 ClientKind = Literal["http", "sdk"]
 
@@ -200,16 +213,15 @@ _SHARD = re.compile(r"(\d+)\s*/\s*(\d+)", re.ASCII)
 def default_paths(
     input_path: str | os.PathLike[str], shard: Shard | None = None
 ) -> tuple[Path, Path]:
-    """The results and dead-letter paths used when none are given: beside the input, named
-    after the shard when there is one (``prompts.shard-2-of-8.results.jsonl``)."""
+    """The results and dead-letter paths used when none are given: the results beside the
+    input, named after the shard when there is one (``prompts.shard-2-of-8.results.jsonl``),
+    the dead letters beside the results (:func:`~batchrunner.runfiles.dead_letter_beside`)."""
     input_path = Path(input_path)
     stem = input_path.name.removesuffix(".jsonl")
     if shard is not None:
         stem += f".shard-{shard.index}-of-{shard.count}"
-    return (
-        input_path.with_name(f"{stem}.results.jsonl"),
-        input_path.with_name(f"{stem}.dead.jsonl"),
-    )
+    results = input_path.with_name(f"{stem}.results.jsonl")
+    return results, dead_letter_beside(results)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,7 +236,8 @@ class RunConfig:
         metadata=option("A .jsonl file or a jobs/NAME.toml job file.", key="input", argument=True)
     )
     #: Paths may be given as ``str``; they are kept as :class:`Path`. Left out, the results
-    #: and dead-letter files go beside the input (:func:`default_paths`).
+    #: go beside the input and the dead letters beside the results (:func:`default_paths`),
+    #: or where the results' manifest says an earlier run put them.
     output_path: Path = field(
         default=_UNSET,
         metadata=option(
@@ -234,7 +247,9 @@ class RunConfig:
     dead_letter_path: Path = field(
         default=_UNSET,
         metadata=option(
-            "Dead-letter JSONL.", key="dead_letter", unset="<stem>.dead.jsonl beside INPUT"
+            "Dead-letter JSONL.",
+            key="dead_letter",
+            unset="<output stem>.dead.jsonl beside --output, or the one the run already uses",
         ),
     )
     endpoint: str = field(
@@ -252,7 +267,10 @@ class RunConfig:
     #: None sizes the pool from the rate and the latency.
     concurrency: int | None = field(
         default=None,
-        metadata=option("Requests in flight at most.", unset=f"adaptive, up to {MAX_POOL}"),
+        metadata=option(
+            f"Requests in flight at most (1 to {MAX_CONCURRENCY:,}).",
+            unset=f"adaptive, up to {MAX_POOL}",
+        ),
     )
     max_attempts: int = field(default=8, metadata=option("Attempts per item, first included."))
     timeout: float = field(default=120.0, metadata=option("Seconds per request."))
@@ -364,13 +382,23 @@ class RunConfig:
                 raise _refused(s.name, "one of " + ", ".join(s.choices), value)
         _check_ranges(self)
         _check_shard(self)
+        _check_secrets(self)  # first: the checks after it may show the URL
+        _check_url(self)
         _check_together(self)
-        _check_secrets(self)
 
     @property
     def manifest_path(self) -> Path:
         """The small run manifest kept beside the results file."""
         return manifest_path(self.output_path)
+
+    def files(self) -> list[tuple[str, Path]]:
+        """Every file a run reads or writes, each with what it is (:func:`run_files`)."""
+        return run_files(self.input_path, self.output_path, self.dead_letter_path)
+
+    def check_apart(self, setting: str, path: Path) -> None:
+        """Refuse ``path`` as ``setting`` (a file the config does not hold, such as the
+        summary) when it is one of the run's :meth:`files`, however it is spelled."""
+        check_apart(setting, path, self.files())
 
     @property
     def shard_spec(self) -> Shard | None:
@@ -383,18 +411,19 @@ RUN_SETTINGS = settings_of(RunConfig)
 
 
 def _convert(c: RunConfig) -> None:
-    """Paths given as ``str`` become :class:`Path`, the outputs left out go beside the
-    input, and a key not given is read from ``MISTRAL_API_KEY`` (a blank one is none)."""
+    """Paths given as ``str`` become :class:`Path`, the outputs left out go where
+    :func:`default_paths` (or the manifest of a run begun) says, and a key not given is read
+    from ``MISTRAL_API_KEY`` (a blank one is none)."""
     for name in ("input_path", "output_path", "dead_letter_path"):
         value = getattr(c, name)
         if not isinstance(value, str | os.PathLike):
             raise _refused(name, "a path (str or Path)", value)
         object.__setattr__(c, name, Path(value))
-    shard = Shard.parse(c.shard) if isinstance(c.shard, str) else None
-    out, dead = default_paths(c.input_path, shard)  # a bad shard is refused after this
+    shard = Shard.parse(c.shard) if isinstance(c.shard, str) else None  # a bad one: refused later
     if c.output_path == _UNSET:
-        object.__setattr__(c, "output_path", out)
+        object.__setattr__(c, "output_path", default_paths(c.input_path, shard)[0])
     if c.dead_letter_path == _UNSET:
+        dead = recorded_dead_letter(c.output_path) or dead_letter_beside(c.output_path)
         object.__setattr__(c, "dead_letter_path", dead)
     key = os.environ.get("MISTRAL_API_KEY", "") if c.api_key is None else c.api_key
     if not isinstance(key, str):
@@ -428,12 +457,16 @@ def _check_ranges(c: RunConfig) -> None:
         value = getattr(c, name)
         if value is not None and value < low:
             raise _refused(name, f"at least {low}", value)
+    if c.concurrency is not None and c.concurrency > MAX_CONCURRENCY:
+        raise _refused("concurrency", f"at most {MAX_CONCURRENCY}", c.concurrency)
     if not c.backoff_base >= 0:
         raise _refused("backoff_base", "at least 0", c.backoff_base)
-    # inf is a meaningful timeout (wait for ever), but not a meaningful rate cap.
-    if c.rps is not None and not (c.rps > 0 and math.isfinite(c.rps)):
-        raise _refused("rps", "a positive number", c.rps)
-    positive = ("timeout", "backoff_max", "max_retry_after", "drain_timeout", "max_cost")
+    # inf is no rate cap, and neither HTTP stack takes an endless timeout: both are finite.
+    for name in ("rps", "timeout"):
+        value = getattr(c, name)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise _refused(name, "a positive number", value)
+    positive = ("backoff_max", "max_retry_after", "drain_timeout", "max_cost")
     for name in (*positive, "batch_poll", "batch_poll_max"):
         value = getattr(c, name)
         if value is not None and not value > 0:
@@ -446,18 +479,30 @@ def _check_shard(c: RunConfig) -> None:
         raise _refused("shard", expected, c.shard)
 
 
+def _check_url(c: RunConfig) -> None:
+    """A server URL the HTTP stacks can use: checked here, not met as a traceback later."""
+    try:
+        url = urllib.parse.urlsplit(c.server_url)
+        port_ok = url.port is None or url.port > 0
+    except ValueError:  # a port out of range, a bracket left open
+        url, port_ok = None, False
+    if url is None or url.scheme not in ("http", "https") or not url.hostname or not port_ok:
+        # Shown only when it cannot hold a secret (a user name, a password): see above.
+        shown = c.server_url if "@" not in c.server_url else _NOT_SHOWN
+        raise _refused("server_url", "an http:// or https:// URL with a host", shown)
+
+
 def _check_together(c: RunConfig) -> None:
     if c.retry_statuses and not c.retry_dead:
         raise _refused("retry_statuses", "given with retry_dead (it selects what is sent again)")
-    if c.output_path == c.dead_letter_path:
-        raise _refused("dead_letter_path", "a file other than output_path")
-    if c.input_path in (c.output_path, c.dead_letter_path):
-        raise _refused("input_path", "a file other than output_path and dead_letter_path")
+    check_distinct(c.files())
     if c.cancel and c.via != "batch":
         raise _refused("cancel", "given with via batch (it cancels this run's batch jobs)")
     if c.via == "batch" and c.model is None and not c.batch_group_by_model:
         expected = "given with via batch (a batch job runs one model), or batch_group_by_model"
         raise _refused("model", expected)
+    if c.via == "batch" and c.max_tokens_total is not None:
+        raise _refused("max_tokens_total", "left out with via batch (its budget is max_cost)")
     if c.batch_poll_max < c.batch_poll:
         raise _refused("batch_poll_max", "at least batch_poll", c.batch_poll_max)
 
@@ -477,13 +522,3 @@ def _check_secrets(c: RunConfig) -> None:
     if credentials:
         expected = "a URL without a user name or password (the key goes in MISTRAL_API_KEY)"
         raise _refused("server_url", expected)
-
-
-def manifest_path(results: Path) -> Path:
-    """The small run manifest kept beside a results file."""
-    return results.with_name(results.name + ".manifest.json")
-
-
-def jobs_dir(results: Path) -> Path:
-    """The folder beside a results file that records the run's Batch API jobs."""
-    return results.with_name(results.name + ".jobs")

@@ -8,13 +8,22 @@ What a failure leads to is decided here and nowhere else (:data:`ACTIONS`):
 ======================  =============================================================
 action                  failure types
 ======================  =============================================================
-``retry``               rate_limited, server_error, timeout, connection_error,
-                        invalid_response: back off and try again, up to the attempts
+``retry``               rate_limited, capacity_exceeded, server_error, timeout,
+                        connection_error, invalid_response: back off and try again,
+                        up to the attempts
 ``hold``                unauthorized, forbidden, not_found, invalid_model: parked by
                         the circuit breaker; a streak of one cause stops the run
 ``pause``               quota_exceeded: the run stops, the item stays pending
 ``dead_letter``         everything else: written to the dead-letter file at once
 ======================  =============================================================
+
+Both ``rate_limited`` and ``capacity_exceeded`` are 429s. The first says the client is too
+fast (slow down); the second that the server's side is full (Mistral's
+``service_tier_capacity_exceeded``, ``backend_out_of_capacity``): sending slower would not
+help, so only ``rate_limited`` moves the adaptive rate.
+
+A retried failure that runs out of attempts is dead-lettered as ``retries_exhausted`` (or
+``retry_after_too_long``): :data:`TRANSIENT`, sent again by the next run.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from typing import Any, Final, Literal, get_args
 
 __all__ = [
     "ACTIONS",
+    "TRANSIENT",
     "Action",
     "Failure",
     "FailureType",
@@ -38,6 +48,7 @@ __all__ = [
 FailureType = Literal[
     # the server's answer or the transport
     "rate_limited",
+    "capacity_exceeded",
     "server_error",
     "timeout",
     "connection_error",
@@ -79,6 +90,7 @@ StopReason = Literal["interrupted", "fatal", "quota", "budget", "write_error", "
 
 ACTIONS: Final[dict[FailureType, Action]] = {
     "rate_limited": "retry",
+    "capacity_exceeded": "retry",
     "server_error": "retry",
     "timeout": "retry",
     "connection_error": "retry",
@@ -89,6 +101,12 @@ ACTIONS: Final[dict[FailureType, Action]] = {
     "invalid_model": "hold",
     "quota_exceeded": "pause",
 }
+
+#: Dead-letter types that say nothing against the request: its attempts ran out on 429s,
+#: 5xx, timeouts, dropped connections or garbage 200s, or the server asked to wait longer
+#: than allowed. A re-run sends them again (after an outage, that is what a user wants);
+#: every other dead item waits for ``--retry-dead``.
+TRANSIENT: Final[frozenset[FailureType]] = frozenset({"retries_exhausted", "retry_after_too_long"})
 
 FAILURE_TYPES: Final[frozenset[str]] = frozenset(get_args(FailureType))
 INPUT_PROBLEMS: Final[frozenset[str]] = frozenset(get_args(InputProblem))

@@ -8,12 +8,13 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "batchrunner"
 
-_CORE = {"vocabulary", "errors", "config"}
+_CORE = {"vocabulary", "errors", "runfiles", "config"}
 #: Each part of the package and the parts it may import (besides itself).
 ALLOWED: dict[str, set[str]] = {
     "vocabulary": set(),
     "errors": set(),
-    "config": {"errors", "vocabulary"},
+    "runfiles": {"errors"},
+    "config": {"errors", "vocabulary", "runfiles"},
     "input": _CORE,
     "clients": _CORE,
     "limits": _CORE | {"input"},

@@ -25,13 +25,14 @@ from batchrunner.batch.ids import JobIndex, LineOffsets
 from batchrunner.batch.jobs import ChunkRecord, JobBook, eta_seconds, read_jobs
 from batchrunner.batch.prepare import Preparer, upload_line
 from batchrunner.batch.run import BatchRun
-from batchrunner.config import RunConfig, jobs_dir
+from batchrunner.config import RunConfig
 from batchrunner.engine.outcomes import tripped_stop
 from batchrunner.engine.retry import RetryPolicy
 from batchrunner.errors import ConfigError, LedgerError
 from batchrunner.input.lines import Item, read_input
 from batchrunner.limits.pricing import Price, batch_prices, price_table
 from batchrunner.mock import MockConfig, MockServer, start_server
+from batchrunner.runfiles import jobs_dir
 from batchrunner.vocabulary import Failure
 
 SMALL = "mistral-small-latest"
@@ -441,6 +442,7 @@ def test_batch_settings_that_do_not_go_together_are_refused(tmp_path: Path) -> N
         ({"model": None}, "model"),
         ({"batch_poll": 10.0, "batch_poll_max": 5.0}, "batch_poll_max"),
         ({"batch_max_requests": 0}, "batch_max_requests"),
+        ({"max_tokens_total": 10}, "max_tokens_total"),
     ):
         with pytest.raises(ConfigError) as info:
             batch_config(tmp_path, "http://x", **changes)

@@ -354,7 +354,7 @@ def test_start_online_finish_in_batch_from_a_job_file(
 ) -> None:
     mock = mock_server()
     files = Files(tmp_path, [chat(i) for i in range(15)])
-    partial = run_cli(*files.args(mock, "--max-tokens-total", "400", batch=False))
+    partial = run_cli(*files.args(mock, "--max-tokens-total", "300", batch=False))
     assert partial.code == 5, partial.stderr
     done_online = len(files.outcomes()[0])
     assert 0 < done_online < 15

@@ -77,7 +77,9 @@ def test_first_line_claims_its_id_in_every_run(
     # With --model line 1 can be sent: it is, and its result supersedes its input entry;
     # line 2 stays the duplicate it was.
     assert run_cli(*run(inp, mock, "--model", MODEL)).code == 1
-    assert len(read_jsonl(inp.with_name("in.dead.jsonl"))) == 2  # no new entry
+    # No new entry, and line 1's superseded one is gone: the file holds what is still dead.
+    dead = read_jsonl(inp.with_name("in.dead.jsonl"))
+    assert [(d["line"], d["error"]["type"]) for d in dead] == [(2, "duplicate_custom_id")]
     results = sorted(r["custom_id"] for r in read_jsonl(inp.with_name("in.results.jsonl")))
     assert results == ["x", "y"]
     st = status(inp)
@@ -224,7 +226,8 @@ def test_status_dlq_and_the_run_summary_agree_through_fixes_and_retries(
         "invalid_json": 1,
     }
     # Fix both bad lines (one now fails, one succeeds) and send the 400s again (d1 now
-    # succeeds: its result supersedes its entry).
+    # succeeds: its result supersedes its entry). g, dead after its attempts ran out (no
+    # fault of its own), is sent again by any re-run, and now succeeds too.
     text = inp.read_bytes().replace(
         b'{"custom_id":"nr"}', b'{"custom_id":"nr","prompt":"[[mock:400]] f"}'
     )
@@ -232,8 +235,8 @@ def test_status_dlq_and_the_run_summary_agree_through_fixes_and_retries(
     second = summary_of(inp, mock, "--allow-changed-input", "--retry-dead", "--status", "400")
     assert second["dead_by_status"] == {"400": 1}  # this run's: the fixed line refused
     st = agree(inp, second)
-    assert st["dead_by_status"] == {"400": 1, "422": 1, "retries_exhausted": 1}
-    assert (st["done"], st["dead_lettered"]) == (4, 3)
+    assert st["dead_by_status"] == {"400": 1, "422": 1}
+    assert (st["done"], st["dead_lettered"]) == (5, 2)
     # A plain resume sends nothing and says the same.
     third = summary_of(inp, mock)
     assert third["requests_sent"] == 0

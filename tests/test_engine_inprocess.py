@@ -23,7 +23,7 @@ from conftest import read_jsonl, write_jsonl
 from virtual_clock import VirtualClockSelector, VirtualTimeLoop
 
 from batchrunner.config import RunConfig
-from batchrunner.engine.accounting import Accounting
+from batchrunner.engine.accounting import Accounting, Estimate
 from batchrunner.engine.control import RunControl, Stop
 from batchrunner.engine.run import Engine
 from batchrunner.engine.stats import RunStats
@@ -411,33 +411,63 @@ def _item(prompt: str, max_tokens: int | None = None) -> Item:
     return item
 
 
+def admit(accounting: Accounting, item: Item) -> Estimate | Failure | Stop:
+    """``accounting.admit`` in a loop of its own; it must not wait."""
+
+    async def main() -> Estimate | Failure | Stop:
+        with anyio.fail_after(1):
+            return await accounting.admit(item)
+
+    return anyio.run(main)
+
+
 def test_accounting_estimates_nothing_when_no_limit_reads_it() -> None:
-    assert _accounting().admit(_item("hello")) == (0, 0)
+    assert admit(_accounting(), _item("hello")) == (0, 0)
 
 
 def test_accounting_estimate_is_prompt_plus_completion() -> None:
     item = _item("a prompt of a few words", max_tokens=64)
-    estimate = _accounting(tpm=10_000).admit(item)
+    estimate = admit(_accounting(tpm=10_000), item)
     assert estimate == (estimate_prompt_tokens(item.body, CHAT), 64)
 
 
 def test_accounting_refuses_only_what_passes_the_whole_tpm() -> None:
     item = _item("x", max_tokens=100)
     prompt = estimate_prompt_tokens(item.body, CHAT)
-    assert isinstance(_accounting(tpm=prompt + 100).admit(item), tuple)
-    refused = _accounting(tpm=prompt + 99).admit(item)
+    assert isinstance(admit(_accounting(tpm=prompt + 100), item), tuple)
+    refused = admit(_accounting(tpm=prompt + 99), item)
     assert isinstance(refused, Failure) and refused.type == "too_large"
 
 
-def test_accounting_says_stop_when_the_budget_would_be_passed() -> None:
-    accounting = _accounting(max_tokens=250)
-    item = _item("x", max_tokens=100)
-    first, second = accounting.admit(item), accounting.admit(item)
-    assert isinstance(first, tuple) and isinstance(second, tuple)
-    third = accounting.admit(item)
-    assert isinstance(third, Stop) and third.reason == "budget"
-    accounting.release(item, first)  # an admitted item ended: its share is free again
-    assert isinstance(accounting.admit(item), tuple)
+def test_accounting_waits_for_the_budget_held_in_flight_then_says_stop() -> None:
+    """The third item does not fit while two are in flight: it waits for one to end (its
+    answer may have cost far less than was held), then fits. With nothing in flight, an
+    item that does not fit stops the run."""
+
+    async def main() -> None:
+        accounting = _accounting(max_tokens=250)
+        item = _item("x", max_tokens=100)
+        first, second = await accounting.admit(item), await accounting.admit(item)
+        assert isinstance(first, tuple) and isinstance(second, tuple)
+        async with anyio.create_task_group() as tg:
+            third: list[Estimate | Failure | Stop] = []
+
+            async def waits() -> None:
+                third.append(await accounting.admit(item))
+
+            tg.start_soon(waits)
+            await anyio.wait_all_tasks_blocked()
+            assert third == []  # waiting, not stopped
+            accounting.release(item, first)  # an admitted item ended: its share is free
+        assert isinstance(third[0], tuple)
+        accounting.answered(item, Success({}, 0, 240))  # the second really used 240
+        accounting.release(item, second)
+        accounting.release(item, third[0])
+        with anyio.fail_after(1):
+            stop = await accounting.admit(item)  # nothing in flight, and no room
+        assert isinstance(stop, Stop) and stop.reason == "budget"
+
+    anyio.run(main)
 
 
 def test_control_keeps_the_first_reason_and_message() -> None:

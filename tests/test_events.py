@@ -91,7 +91,7 @@ class _Gates:
     """What the tick reads of the gates."""
 
     def __init__(self, rate: float | None, pool: int, share: float) -> None:
-        self.rate, self.pool, self.rate_limited_share = rate, pool, share
+        self.rate, self.pool, self.share_429 = rate, pool, share
 
 
 def test_a_rate_cut_is_reported_with_the_old_and_new_rate() -> None:

@@ -1,11 +1,10 @@
-"""The limits, without a server: the token budget (on a virtual clock), the reorder buffer,
-the adaptive rate and pool, and the spending budget."""
+"""The limits, without a server: the token budget (on a virtual clock), the reorder buffer
+and the spending budget (the adaptive rate and pool: test_adaptive.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-from itertools import pairwise
 from typing import TypeVar
 
 import pytest
@@ -15,8 +14,6 @@ from hypothesis import strategies as st
 from virtual_clock import run_virtual
 
 from batchrunner.ledger.ordered import OrderedWriter
-from batchrunner.limits.adaptive import Adaptive
-from batchrunner.limits.pacing import RatePacer
 from batchrunner.limits.pricing import price_table
 from batchrunner.limits.spending import Spending
 from batchrunner.limits.tpm import Reservation, TokenBudget
@@ -272,153 +269,6 @@ def test_flush_all_writes_what_is_buffered_in_order() -> None:
     assert rec.written == [line(0), line(2), line(3), line(5)]
 
 
-# -- Adaptive ----------------------------------------------------------------------------------
-
-
-class RecordingPacer(RatePacer):
-    """A pacer that only records the rates it is told."""
-
-    def __init__(self, rps: float | None) -> None:
-        super().__init__(rps)
-        self.rates: list[float] = []
-
-    def set_rate(self, rps: float) -> None:
-        self.rates.append(rps)
-
-
-def test_a_burst_of_429s_cuts_the_rate_once() -> None:
-    pacer = RecordingPacer(100)
-    ad = Adaptive(100, None, pacer)
-    ad.answered(0.05, True, now=10.0)
-    first = ad.rate
-    assert first is not None and 0 < first < 100
-    for now in (10.1, 10.4, 10.9):  # the same burst: within a second of the cut
-        ad.answered(0.05, True, now=now)
-    assert ad.rate == first
-    assert pacer.rates == [first]
-    ad.answered(0.05, True, now=11.05)  # a new burst: cut again, by the same factor
-    assert ad.rate == pytest.approx(first * first / 100)
-    assert pacer.rates == [first, ad.rate]
-
-
-def test_rate_grows_back_additively_up_to_the_cap() -> None:
-    pacer = RecordingPacer(40)
-    ad = Adaptive(40, None, pacer)
-    for k in range(4):  # four bursts, a second apart
-        ad.answered(0.05, True, now=10.0 + 1.01 * k)
-    low = ad.rate
-    assert low is not None and low < 30
-    ad.tick(13.5)  # within a second of the last 429: no growth
-    assert ad.rate == low
-    rates = [low]
-    now = 14.1
-    while len(rates) < 200 and rates[-1] < 40:
-        ad.tick(now)
-        assert ad.rate is not None
-        rates.append(ad.rate)
-        now += 1.0
-    steps = [b - a for a, b in pairwise(rates[:-1])]  # the last step may be short
-    assert steps and all(0 < s <= 0.025 * 40 + 1e-9 for s in steps)
-    # Additive: a constant step near the limit just found (1 % of the rate it was cut to),
-    # then a constant, larger step (2.5 % of the cap) once the 429s are long gone.
-    assert len({round(s, 9) for s in steps}) <= 2
-    assert steps[0] == pytest.approx(max(0.2, low * 0.01))
-    assert rates[-1] == 40  # reached the cap ...
-    for _ in range(5):
-        ad.tick(now)
-        now += 1.0
-    assert ad.rate == 40  # ... and stays there
-    assert pacer.rates[-1] == 40 and max(pacer.rates) == 40
-
-
-def test_no_growth_while_429s_keep_coming() -> None:
-    ad = Adaptive(50, None, RecordingPacer(50))
-    ad.answered(0.05, True, now=10.0)
-    cut = ad.rate
-    for k in range(10):  # a 429 every 0.5 s, a tick every second
-        ad.answered(0.05, True, now=10.5 + k)
-        ad.tick(10.9 + k)
-    assert ad.rate is not None and cut is not None and ad.rate < cut
-
-
-def settle_latency(ad: Adaptive, latency: float, now: float) -> None:
-    for _ in range(60):
-        ad.answered(latency, False, now=now)
-    assert ad.latency == pytest.approx(latency, rel=0.01)
-
-
-def test_auto_pool_follows_rate_times_latency() -> None:
-    ad = Adaptive(50, None, RecordingPacer(50))
-    settle_latency(ad, 0.4, now=1.0)
-    ad.tick(1.0)
-    short = ad.pool
-    assert 50 * 0.4 <= short <= 2 * 50 * 0.4 + 4  # Little's law with some headroom
-    assert ad.limiter.total_tokens == short
-    settle_latency(ad, 1.6, now=2.0)
-    ad.tick(2.0)
-    long = ad.pool
-    assert 50 * 1.6 <= long <= 2 * 50 * 1.6 + 4
-    assert long > 3 * short - 8  # four times the latency: about four times the pool
-    assert ad.limiter.total_tokens == long
-    ad.answered(1.6, True, now=3.0)  # a cut rate needs fewer in flight
-    ad.tick(3.5)
-    assert ad.rate is not None and ad.rate < 50
-    assert ad.rate * 1.6 <= ad.pool < long
-    assert ad.limiter.total_tokens == ad.pool
-
-
-def test_given_concurrency_fixes_the_pool() -> None:
-    ad = Adaptive(50, 7, RecordingPacer(50))
-    assert ad.pool == 7 and ad.limiter.total_tokens == 7
-    settle_latency(ad, 2.0, now=1.0)
-    ad.answered(2.0, True, now=2.0)
-    assert ad.rate is not None and ad.rate < 50  # the rate still follows the server
-    for k in range(5):
-        ad.tick(3.0 + k)
-    assert ad.pool == 7 and ad.limiter.total_tokens == 7
-
-
-def test_without_a_rate_cap_the_pool_is_cut_and_grown() -> None:
-    pacer = RecordingPacer(None)
-    ad = Adaptive(None, None, pacer)
-    start = ad.pool
-    assert start >= 2 and ad.limiter.total_tokens == start
-    ad.answered(0.1, True, now=10.0)
-    cut = ad.pool
-    assert 1 <= cut < start
-    ad.answered(0.1, True, now=10.5)  # the same burst
-    assert ad.pool == cut
-    sizes = []
-    ad.tick(11.0)  # within a second of the last 429: no growth
-    assert ad.pool == cut
-    for k in range(3):
-        ad.tick(11.5 + k)
-        sizes.append(ad.pool)
-    assert sizes == [cut + 1, cut + 2, cut + 3]  # additive growth, one per second
-    assert ad.limiter.total_tokens == cut + 3
-    for k in range(2000):
-        ad.tick(20.0 + k)
-    top = ad.pool
-    ad.tick(3000.0)
-    assert ad.pool == top > start  # grows, but not without end
-    assert ad.rate is None and pacer.rates == []
-
-
-def test_without_a_rate_cap_a_given_concurrency_stays() -> None:
-    ad = Adaptive(None, 5, RecordingPacer(None))
-    ad.answered(0.1, True, now=10.0)
-    ad.tick(12.0)
-    assert ad.pool == 5 and ad.limiter.total_tokens == 5
-
-
-def test_rate_limited_share_counts_recent_answers() -> None:
-    ad = Adaptive(10, None, RecordingPacer(10))
-    assert ad.rate_limited_share == 0.0
-    for k in range(4):
-        ad.answered(0.1, rate_limited=k == 0, now=1.0)
-    assert ad.rate_limited_share == pytest.approx(0.25)
-
-
 # -- Spending ----------------------------------------------------------------------------------
 
 MODEL = "mistral-small-latest"
@@ -479,15 +329,3 @@ def test_the_tighter_of_both_budgets_stops_admission() -> None:
     cheap = Spending(10, 1_000.0, PRICES)
     assert cheap.admit(MODEL, 6, 4)
     assert not cheap.admit(MODEL, 1, 0)  # money to spare, but not tokens
-
-
-def test_a_429_cuts_to_just_under_what_the_server_accepted() -> None:
-    """A limit far below --rps is found in one step: after a 429 the rate goes to 95% of
-    the answers the server accepted over the last second."""
-    pacer = RecordingPacer(100)
-    ad = Adaptive(100, None, pacer)
-    for k in range(60):  # 30 accepted answers in the second before the 429, 2 s in
-        ad.answered(0.01, False, now=1.0 + k / 30)
-    ad.answered(0.01, True, now=3.0)
-    assert ad.rate == pytest.approx(30 * 0.95)
-    assert pacer.rates == [ad.rate]

@@ -204,3 +204,36 @@ def test_a_cancelled_wait_takes_nothing_from_the_bucket() -> None:
     third, fourth = run_virtual(main)
     assert third == pytest.approx(1.008, abs=1e-3)
     assert fourth == pytest.approx(1.008 + 0.005, abs=1e-3)  # the bucket's slack: a pair
+
+
+def test_an_unpaced_pacer_starts_pacing_when_told_and_stops_again() -> None:
+    """Without --rps the adaptive limit starts the pace at the first rate-limit 429 (and
+    stops it again if cutting proves futile)."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        pacer = RatePacer(None)
+        t0 = loop.time()
+        stamps: list[float] = []
+
+        async def worker() -> None:
+            while loop.time() - t0 < 6.0:
+                await pacer.acquire()
+                stamps.append(loop.time() - t0)
+                await asyncio.sleep(0.01)  # unpaced, each worker sends 100 a second
+
+        async def start_then_stop() -> None:
+            await asyncio.sleep(2.0)
+            pacer.set_rate(10)
+            await asyncio.sleep(3.0)
+            pacer.set_rate(None)
+
+        await asyncio.gather(start_then_stop(), *(worker() for _ in range(WORKERS)))
+        return sorted(stamps)
+
+    stamps = run_virtual(main)
+    assert len([t for t in stamps if t < 2.0]) > 0.9 * 2 * 100 * WORKERS  # unpaced
+    paced = [t for t in stamps if 2.0 < t < 5.0]
+    assert max_in_window(paced) <= 10  # no burst as the pace starts
+    assert 0.99 * 10 * 3 - 1 <= len(paced) <= 10 * 3 + 1
+    assert len([t for t in stamps if t >= 5.01]) > 0.9 * 100 * WORKERS * 0.9  # at once again

@@ -30,10 +30,10 @@ from typing import Any, Final
 
 import orjson
 
-from batchrunner.config import jobs_dir
 from batchrunner.errors import LedgerError
 from batchrunner.ledger.appendfile import AppendFile, repair_torn_tail
 from batchrunner.ledger.records import loads_object, read_records, utc_iso
+from batchrunner.runfiles import jobs_dir
 
 __all__ = [
     "ENDED",

@@ -32,7 +32,8 @@ from batchrunner.batch.home import Homecoming, JobContext, bring_home_file, ids_
 from batchrunner.batch.ids import JobIndex
 from batchrunner.batch.jobs import ChunkRecord, JobBook
 from batchrunner.batch.submit import BREATHE_EVERY, Submitter, admitted
-from batchrunner.config import RunConfig, jobs_dir
+from batchrunner.config import RunConfig
+from batchrunner.engine.accounting import earlier_usage
 from batchrunner.engine.control import Stop
 from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.opening import Opened, open_run
@@ -42,7 +43,8 @@ from batchrunner.engine.stats import RunStats
 from batchrunner.errors import ConfigError
 from batchrunner.input.idset import IdSet
 from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
-from batchrunner.limits.pricing import CostMeter, batch_prices, price_table
+from batchrunner.limits.pricing import CostMeter, batch_prices, cost, price_table
+from batchrunner.runfiles import jobs_dir
 
 __all__ = ["BatchRun"]
 
@@ -74,7 +76,9 @@ class BatchRun:
             raise ConfigError(f"prices: {exc}") from None
         self._costs = CostMeter(self._prices)
         self._stop: Stop | None = None
-        self._scope = anyio.CancelScope()
+        self._interrupted = False
+        self._spent_before = 0.0
+        self._opening, self._scope = anyio.CancelScope(), anyio.CancelScope()
         self._opened: Opened | None = None
         self._book: JobBook | None = None
         self._shortfalls: list[str] = []
@@ -96,54 +100,69 @@ class BatchRun:
         self.on_change()
 
     def stop(self) -> None:
-        """Stop waiting (and sending); the jobs keep running on Mistral's side."""
-        live = sum(1 for c in self.jobs() if c.live)
-        self._note(
-            Stop(
-                "interrupted",
-                f"stopped waiting: {live} batch job(s) keep running on Mistral's side; the "
-                "same command waits for them and brings their outcomes home (add --cancel "
-                "to cancel them)",
-            )
-        )
+        """Stop opening, sending or waiting; the jobs keep running on Mistral's side."""
+        self._interrupted = True
+        self._opening.cancel()
         self._scope.cancel()
 
     async def open(self) -> None:
-        """Check and open the files (``run`` does it if you don't)."""
+        """Check, lock and open the files (``run`` does it if you don't); a stop meanwhile
+        cuts it short, opening nothing."""
+        if self._opened is not None:
+            return
+        cfg = self.config
+        with self._opening:
+            self._opened = await open_run(cfg)
         if self._opened is None:
-            self._opened = await open_run(self.config)
-            self.stats.total_lines = self._opened.total_lines
-            self.stats.warnings.extend(self._opened.warnings)
-            try:
-                self._book = JobBook(jobs_dir(self.config.output_path), self._recorded)
-            except BaseException:
-                self._opened.ledger.close()
-                raise
-            self.stats.warnings.extend(self._book.warnings)
+            return
+        self.stats.total_lines = self._opened.total_lines
+        self.stats.warnings.extend(self._opened.warnings)
+        try:
+            self._book = JobBook(jobs_dir(cfg.output_path), self._recorded)
+            if cfg.max_cost is not None:  # the budget is the run's, over all its invocations
+                self._spent_before = _spent(earlier_usage(cfg.output_path), cfg)
+        except BaseException:
+            self._opened.close(settled=False)
+            raise
+        self.stats.warnings.extend(self._book.warnings)
 
     async def run(self) -> RunStats:
         """Send, wait and bring home until every job of the run has ended (or a stop)."""
         await self.open()
-        assert self._opened is not None and self._book is not None
+        if self._opened is None or self._book is None:  # stopped while opening
+            self._finish()
+            return self.stats
         cfg = self.config
         api = self._api or BatchApi(
             cfg.server_url, cfg.api_key, cfg.timeout, _policy(cfg), self._rng
         )
         self._events.run_start(cfg, self.stats.total_lines)
+        settled = False
         try:
             with self._scope:
                 await self._go(api, self._book)
+            settled = True
         except ApiFailure as exc:
             self._note(_api_stop(exc))
+            settled = True
         finally:
-            if self._api is None:
-                with anyio.CancelScope(shield=True):
-                    await api.aclose()
-            self._book.close()
-            self._opened.ledger.close()
             self._finish()
             self._events.run_end(self.stats)
+            with anyio.CancelScope(shield=True):
+                await self._close(api, settled)
         return self.stats
+
+    async def _close(self, api: BatchApi, settled: bool) -> None:
+        """Let go of the API and the files; a settled run's dead-letter file is made true
+        (superseded entries dropped), as an online run's is."""
+        assert self._opened is not None and self._book is not None
+        try:
+            if self._api is None:
+                await api.aclose()
+        finally:
+            self._book.close()
+            closing = await anyio.to_thread.run_sync(self._opened.close, settled)
+            self.stats.warnings.extend(closing)
 
     async def _go(self, api: BatchApi, book: JobBook) -> None:
         await self._settle_uploads(api, book)
@@ -211,6 +230,7 @@ class BatchRun:
         submitter = Submitter(
             self.config, self._opened, self.stats, book, api,
             prices=self._prices, set_phase=self._set_phase, events=self._events,
+            spent_before=self._spent_before,
         )  # fmt: skip
         stop = await submitter.send_all(lambda chunk: self._create(api, book, chunk))
         if stop is not None:
@@ -319,13 +339,28 @@ class BatchRun:
                 self._events.halted(stop.reason, stop.message)
 
     def _finish(self) -> None:
-        stats = self.stats
+        stats, cfg = self.stats, self.config
         stats.finished = time.monotonic()
         stats.cost = self._costs.spent()
+        if cfg.max_cost is not None:
+            stats.budget_usd = (self._spent_before + stats.cost, cfg.max_cost)
+        if self._stop is None and self._interrupted:
+            self._stop = self._interruption()
         if self._stop is None:
             self._stop = self._incomplete()
         if self._stop is not None:
             stats.stop_reason, stats.stop_message = self._stop.reason, self._stop.message
+
+    def _interruption(self) -> Stop:
+        live = sum(1 for c in self.jobs() if c.live)
+        if not live:
+            return Stop("interrupted", "stopped before any batch job of the run was made")
+        return Stop(
+            "interrupted",
+            f"stopped waiting: {live} batch job(s) keep running on Mistral's side; the same "
+            "command waits for them and brings their outcomes home (add --cancel to cancel "
+            "them)",
+        )
 
     def _incomplete(self) -> Stop | None:
         """The stop of a run whose jobs all ended with ids still pending, if it is one."""
@@ -343,6 +378,18 @@ class BatchRun:
 
 def _nothing() -> None:
     pass
+
+
+def _spent(usage: dict[str, tuple[int, int]], cfg: RunConfig) -> float:
+    """What the results already hold cost, at list prices (some may have come through
+    batch jobs at less: the budget errs on the safe side). A model without a price is
+    priced as ``--model``, as an online run prices it."""
+    table = price_table(cfg.prices)
+    total = 0.0
+    for model, (prompt, completion) in usage.items():
+        priced = model if model in table or cfg.model is None else cfg.model
+        total += cost(priced, prompt, completion, table) or 0.0
+    return total
 
 
 def _policy(cfg: RunConfig) -> RetryPolicy:

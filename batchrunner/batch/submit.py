@@ -67,11 +67,13 @@ class Submitter:
         prices: Mapping[str, Price],
         set_phase: Callable[[str], None],
         events: Events = NO_EVENTS,
+        spent_before: float = 0.0,
     ) -> None:
-        """``prices``: the batch price table (for ``--max-cost``)."""
+        """``prices``: the batch price table; ``spent_before``: what earlier invocations of
+        the run spent (both for ``--max-cost``)."""
         self._config, self._opened, self._stats, self._events = config, opened, stats, events
         self._book, self._api, self._prices, self._set_phase = book, api, prices, set_phase
-        self._worst = 0.0
+        self._worst = spent_before
 
     async def send_all(self, create: CreateJob) -> Stop | None:
         """Send every id still to send, ``create`` making each job once its upload is

@@ -48,19 +48,20 @@ async def _main(config: RunConfig, quiet: bool, events: Events) -> RunStats:
     from batchrunner.batch.run import BatchRun
 
     run = BatchRun(config, events=events)
-    await run.open()
     error: BatchRunnerError | None = None
-    with BatchView(run, quiet=quiet) as view:
-        run.on_change = view.update  # every phase and status change: none is missed
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, run, quiet)
-            tg.start_soon(_refresh, view)
-            try:
+    async with anyio.create_task_group() as tg:
+        # Caught from the start: a signal during the opening or the preflight stops there.
+        tg.start_soon(_watch_signals, run, quiet)
+        try:
+            await run.open()
+            with BatchView(run, quiet=quiet) as view:
+                run.on_change = view.update  # every phase and status change: none missed
+                tg.start_soon(_refresh, view)
                 stats = await run.run()
-            except BatchRunnerError as exc:
-                error = exc  # raised below, outside the task group that would wrap it
-            finally:
-                tg.cancel_scope.cancel()
+        except BatchRunnerError as exc:
+            error = exc  # raised below, outside the task group that would wrap it
+        finally:
+            tg.cancel_scope.cancel()
     if error is not None:
         raise error
     return stats

@@ -127,3 +127,6 @@ class Group(click.Group):
         except BatchRunnerError as exc:
             click.echo(f"Error: {message(exc)}", err=True)  # as click shows its own errors
             ctx.exit(error_code(exc))
+        except KeyboardInterrupt:  # Ctrl-C before a run catches signals itself (start-up)
+            click.echo("interrupted", err=True)
+            ctx.exit(ExitCode.INTERRUPTED)

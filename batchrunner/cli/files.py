@@ -3,7 +3,6 @@ a run's files says which file it got and which it wants, rather than counting no
 
 from __future__ import annotations
 
-import contextlib
 import shlex
 from pathlib import Path
 from typing import Literal
@@ -12,7 +11,8 @@ import orjson
 
 from batchrunner.config import default_paths
 from batchrunner.errors import DlqError, LedgerError
-from batchrunner.ledger.manifest import read_manifest
+from batchrunner.ledger.records import is_dead_entry, is_result
+from batchrunner.runfiles import dead_letter_beside, recorded_dead_letter
 
 __all__ = ["FileKind", "check_dead_letter_file", "check_results_file", "kind_of"]
 
@@ -41,9 +41,9 @@ def kind_of(path: Path) -> FileKind:
         return "other"
     if not isinstance(obj, dict):
         return "other"
-    if "response" in obj and "custom_id" in obj:
+    if is_result(obj):
         return "results"
-    if {"error", "line", "request"} <= obj.keys():
+    if is_dead_entry(obj):
         return "dead_letter"
     return "input"
 
@@ -88,11 +88,4 @@ def check_dead_letter_file(path: Path) -> None:
 def _dead_letter_of(results: Path) -> Path:
     """The dead-letter file of the run whose results file this is: its manifest says, else
     the default name beside it."""
-    manifest = None
-    with contextlib.suppress(LedgerError):
-        manifest = read_manifest(results.with_name(results.name + ".manifest.json"))
-    named = manifest.get("dead_letter") if manifest else None
-    if isinstance(named, str):
-        return Path(named)
-    stem = results.name.removesuffix(".results.jsonl")
-    return results.with_name(f"{stem}.dead.jsonl")
+    return recorded_dead_letter(results) or dead_letter_beside(results)

@@ -13,6 +13,7 @@ from batchrunner.cli.exits import ExitCode
 from batchrunner.config import default_paths
 from batchrunner.ledger.merge import merge_shards
 from batchrunner.ledger.shards import find_shards
+from batchrunner.runfiles import dead_letter_beside
 
 __all__ = ["merge"]
 
@@ -63,7 +64,7 @@ def merge(
     if not input_path.is_file():
         raise click.UsageError(f"input file {input_path} does not exist")
     out = output or default_paths(input_path)[0]
-    dead = dead_letter or _dead_beside(out)
+    dead = dead_letter or dead_letter_beside(out)
     report = merge_shards(input_path, find_shards(input_path, shard_results), out, dead)
     if as_json:
         click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
@@ -72,9 +73,3 @@ def merge(
             click.echo(f"warning: {warning}", err=True)
         click.echo(report.verdict(), err=not report.complete)
     sys.exit(ExitCode.OK if report.complete else ExitCode.INCOMPLETE)
-
-
-def _dead_beside(results: Path) -> Path:
-    """``x.results.jsonl`` -> ``x.dead.jsonl``; any other name gets ``.dead.jsonl`` added."""
-    stem = results.name.removesuffix(".jsonl").removesuffix(".results")
-    return results.with_name(f"{stem}.dead.jsonl")

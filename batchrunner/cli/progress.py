@@ -147,7 +147,7 @@ def _duration(seconds: float | None) -> str:
 def _detail(s: RunStats) -> str:
     text = (
         f"ok {s.ok} · dead {s.dead} · retrying {s.retrying_now} · in flight {s.in_flight}/{s.pool}"
-        f" · {s.rate:.1f} req/s · 429s {s.share_429:.0%}"
+        f" · {s.done_per_s:.1f} done/s · {s.sent_per_s:.1f} sent/s · 429s {s.share_429:.0%}"
         f" · tokens {s.prompt_tokens + s.completion_tokens:,}"
     )
     if s.cost:
@@ -162,6 +162,18 @@ def _usd(amount: float) -> str:
 
 def _this_run(n: int, stats: RunStats) -> str:
     return f" ({n:,} this run)" if stats.skipped_done else ""
+
+
+def _budget_rows(stats: RunStats) -> list[tuple[str, str]]:
+    """What the run spent of its budget, over every invocation (the results file's too)."""
+    rows = []
+    if stats.budget_usd is not None:
+        spent, budget = stats.budget_usd
+        rows.append(("budget", f"{_usd(spent)} of {_usd(budget)} spent (all runs)"))
+    if stats.budget_tokens is not None:
+        used, allowed = stats.budget_tokens
+        rows.append(("token budget", f"{used:,} of {allowed:,} tokens spent (all runs)"))
+    return rows
 
 
 def summary_table(stats: RunStats, config: RunConfig) -> Table:
@@ -193,12 +205,16 @@ def summary_table(stats: RunStats, config: RunConfig) -> Table:
             "requests sent",
             f"{stats.sent:,} ({stats.retries:,} retries{': ' + causes if causes else ''})",
         ),
-        ("elapsed", f"{stats.elapsed:.1f} s at {stats.rate:.1f} req/s"),
+        (
+            "elapsed",
+            f"{stats.elapsed:.1f} s: {stats.done_rate:.1f} done/s, {stats.rate:.1f} requests/s",
+        ),
         ("tokens", f"{stats.prompt_tokens:,} prompt + {stats.completion_tokens:,} completion"),
     ]
     if stats.cost:
         prices = "batch prices" if config.via == "batch" else "list prices"
         rows.append(("cost", f"{_usd(stats.cost)} (approximate {prices}; see README)"))
+    rows += _budget_rows(stats)
     for k, v in rows:
         t.add_row(k, v)
     return t

@@ -57,6 +57,8 @@ def run(**flags: Any) -> None:
         shard = resolved_shard(library.get("shard"))
         library["shard"] = None if shard is None else str(shard)
         config = RunConfig(**library)
+        if own.summary_json not in (None, STDOUT):
+            config.check_apart("summary_json", own.summary_json)
         if own.dry_run:
             sys.exit(show_dry_run(config, as_json=own.json_to_stdout))
         with prepared(config) as (ready, warnings):

@@ -106,14 +106,16 @@ def classify_status(
 
     Two answers get a type of their own because no retry can help them: a 429 that says the
     quota is spent (``quota_exceeded``: a rate limit, by contrast, passes in seconds) and a
-    400 naming an unknown model (``invalid_model``). ``key`` is taken out of the message.
+    400 naming an unknown model (``invalid_model``). A 429 that says the server is out of
+    capacity (``capacity_exceeded``) is retried like a rate limit, but says nothing of the
+    client's own rate. ``key`` is taken out of the message.
     """
     message = error_message(body, key) or f"HTTP {status}"
     if status == 429:
         if _says(body, message, "quota"):
             return Failure(type="quota_exceeded", status_code=429, message=message)
         return Failure(
-            type="rate_limited",
+            type="capacity_exceeded" if _out_of_capacity(body, message) else "rate_limited",
             status_code=429,
             message=message,
             retry_after=parse_retry_after(headers),
@@ -204,6 +206,28 @@ def internal_error(exc: BaseException, key: str | None) -> Failure:
     where = f"at {Path(frames[-1].filename).name}:{frames[-1].lineno}; " if frames else ""
     message = safe_text(f"{text} ({where}a bug in batchrunner: please report it)", key)
     return Failure(type="internal_error", status_code=None, message=message)
+
+
+#: The ``type`` of Mistral's 429s that say its side is full (the ``code`` is "3505").
+_CAPACITY_TYPES = frozenset({"service_tier_capacity_exceeded", "backend_out_of_capacity"})
+
+
+def _out_of_capacity(body: bytes | str, message: str) -> bool:
+    """Whether a 429 says the server is full rather than the client too fast: by its
+    ``type``, then its ``code`` (3505; a rate limit's is 1300), then its message. An
+    unknown 429 is a plain rate limit."""
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        kind, code = data.get("type"), str(data.get("code"))
+        if kind in _CAPACITY_TYPES or (kind != "rate_limited" and code == "3505"):
+            return True
+        if kind == "rate_limited" or code == "1300":
+            return False
+    text = message.lower()
+    return "capacity" in text and "rate limit" not in text
 
 
 def _says(body: bytes | str, message: str, word: str) -> bool:

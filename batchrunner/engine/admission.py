@@ -1,6 +1,7 @@
 """Which input lines still need sending: the done ones are skipped, the bad ones written to
-the dead-letter file as they come, and with ``--retry-dead`` the selected dead ids let
-through again. What is done or dead is the ledger's decision (:class:`LedgerState`).
+the dead-letter file as they come; dead ids that failed for no fault of their own
+(``TRANSIENT``), and with ``--retry-dead`` the selected ones, let through again. What is
+done or dead is the ledger's decision (:class:`LedgerState`).
 
 With ``--shard K/N`` the lines of the other shards are passed over here, before anything
 else looks at them (:mod:`batchrunner.input.shard`): every way of sending a run shares this
@@ -19,7 +20,7 @@ from batchrunner.input.shard import in_shard
 from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
 from batchrunner.ledger.records import input_dead_line
 from batchrunner.ledger.state import Decision, LedgerState
-from batchrunner.vocabulary import failure_key
+from batchrunner.vocabulary import TRANSIENT, failure_key
 
 __all__ = ["admit"]
 
@@ -40,6 +41,7 @@ def admit(
     ``check_bodies`` compares each done id's request with what was sent (an edited input);
     otherwise a done line is skipped after one JSON parse and one look-up.
     """
+    state.send_again(TRANSIENT)
     if config.retry_dead:
         state.retry_dead(config.retry_statuses)
     shard = config.shard_spec

@@ -81,10 +81,15 @@ class Engine:
         self._control.abort(reason)
 
     async def open(self) -> None:
-        """Check and open the files (``run`` does it if you don't): errors surface here,
-        before anything is sent."""
-        if self._opened is None:
+        """Check, lock and open the files (``run`` does it if you don't): errors surface
+        here, before anything is sent; the files stay locked until ``run`` ends. A stop
+        meanwhile cuts it short, opening nothing."""
+        if self._opened is not None:
+            return
+        with self._control.waiting():  # a stop cuts the opening (and its preflight) short
             self._opened = await open_run(self.config)
+            await self._accounting.count_earlier(self.config.output_path, self.config.model)
+        if self._opened is not None:
             self.stats.total_lines = self._opened.total_lines
             self.stats.warnings.extend(self._opened.warnings)
 
@@ -93,31 +98,42 @@ class Engine:
         :class:`OutputWriteError` when an outcome cannot be written, the others when the
         files cannot be used."""
         await self.open()
-        assert self._opened is not None
         cfg, stats, control = self.config, self.stats, self._control
+        if self._opened is None:  # stopped while opening: nothing was opened or sent
+            stats.finished, stats.stop_reason = time.monotonic(), control.reason
+            return stats
         client = self._client or make_client(
             cfg.client, cfg.server_url, cfg.api_key, cfg.timeout, cfg.concurrency or MAX_POOL
         )
+        settled = False
         self._events.run_start(cfg, stats.total_lines)
         try:
-            await client.warm_up()
-            await self._pump(self._opened, client)
+            with control.waiting():  # a stop cuts the warm-up short, too
+                await client.warm_up()
+            if not control.stopping:
+                settled = await self._pump(self._opened, client)
         finally:
             stats.finished = time.monotonic()
-            stats.cost = self._accounting.spent()
+            self._accounting.publish(stats)
             stats.stop_reason, stats.stop_message = control.reason, control.message
             if (warning := self._accounting.unpriced_warning()) is not None:
                 stats.warnings.append(warning)
             self._events.run_end(stats)
-            if self._client is None:
-                with anyio.CancelScope(shield=True):
-                    await client.aclose()
-            self._opened.ledger.close()
+            with anyio.CancelScope(shield=True):
+                try:
+                    if self._client is None:
+                        await client.aclose()
+                finally:
+                    settled = settled and control.error is None
+                    closing = await anyio.to_thread.run_sync(self._opened.close, settled)
+                    stats.warnings.extend(closing)
         if control.error is not None:
             raise control.error
         return stats
 
-    async def _pump(self, opened: Opened, client: Client) -> None:
+    async def _pump(self, opened: Opened, client: Client) -> bool:
+        """Send until the input is done or the run stops; whether it settled (completed,
+        or stopped with every request in flight finished) rather than being aborted."""
         cfg, stats, control = self.config, self.stats, self._control
         gates = Gates.build(cfg.rps, cfg.concurrency, cfg.tpm)  # in the loop: it binds to it
         window = anyio.Semaphore(read_ahead(cfg))
@@ -142,8 +158,10 @@ class Engine:
                     )  # fmt: skip
                     sender.grow(gates.pool)
                     outer.start_soon(tick, gates, sender, self._accounting, stats, events)
+            settled = not items_scope.cancel_called
             try:
-                outcomes.close(completed=not items_scope.cancel_called)
+                outcomes.close(completed=settled)
             except OutputWriteError as exc:
                 control.fail(exc)
             outer.cancel_scope.cancel()
+        return settled

@@ -51,8 +51,15 @@ class RunStats:
     pool: int = 0
     current_rps: float | None = None
     share_429: float = 0.0
+    #: Items finished, and requests sent (every attempt), a second lately: apart, since
+    #: retries can keep the second far above the first.
+    done_per_s: float = 0.0
+    sent_per_s: float = 0.0
     cost: float = 0.0
     cost_projected: float | None = None
+    #: With a budget: (spent, budget) over every invocation of the run, in USD / tokens.
+    budget_usd: tuple[float, float] | None = None
+    budget_tokens: tuple[int, int] | None = None
     #: A one-line explanation when the run stopped by itself (breaker, quota).
     stop_message: str | None = None
 
@@ -105,6 +112,21 @@ class RunStats:
         """Requests sent per second (every attempt counts)."""
         return self.sent / self.elapsed if self.elapsed > 0 else 0.0
 
+    @property
+    def done_rate(self) -> float:
+        """Items finished (a result or a dead letter) per second."""
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    def _budget(self) -> dict[str, Any] | None:
+        """What the run spent of its budget, over all its invocations."""
+        budget: dict[str, Any] = {}
+        if self.budget_usd is not None:
+            budget["spent_usd"] = round(self.budget_usd[0], 6)
+            budget["max_cost_usd"] = self.budget_usd[1]
+        if self.budget_tokens is not None:
+            budget["spent_tokens"], budget["max_tokens_total"] = self.budget_tokens
+        return budget or None
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "total_lines": self.total_lines,
@@ -123,10 +145,12 @@ class RunStats:
             "retry_causes": dict(self.retry_causes),
             "dead_by_status": dict(self.dead_by_status),
             "cost_usd": round(self.cost, 6),
+            "budget": self._budget(),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "elapsed_s": round(self.elapsed, 3),
             "requests_per_s": round(self.rate, 2),
+            "done_per_s": round(self.done_rate, 2),
             "stop_reason": self.stop_reason,
             "stop_message": self.stop_message,
             "warnings": list(self.warnings),

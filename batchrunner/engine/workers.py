@@ -25,7 +25,7 @@ from batchrunner.clients import Client
 from batchrunner.clients.classify import internal_error
 from batchrunner.config import RunConfig
 from batchrunner.engine.accounting import Accounting, Estimate
-from batchrunner.engine.control import RunControl
+from batchrunner.engine.control import RunControl, Stop
 from batchrunner.engine.events import Events
 from batchrunner.engine.outcomes import Outcomes
 from batchrunner.engine.retry import RetryPolicy
@@ -118,7 +118,7 @@ class ItemSender:
                 if item is None:
                     return
                 seq = self._outcomes.take_seq()
-                estimate = self._admitted(item, seq)
+                estimate = await self._admitted(item, seq)
                 if estimate is not None:
                     await self._attempts(item, seq, estimate, 0, None)
         finally:
@@ -150,11 +150,17 @@ class ItemSender:
                 return None
             await anyio.lowlevel.checkpoint()  # lines that need no sending: let others run
 
-    def _admitted(self, item: Item, seq: int) -> Estimate | None:
+    async def _admitted(self, item: Item, seq: int) -> Estimate | None:
         """The item's estimate if it may be sent; else it is dead-lettered (too large, or
-        an error deciding) or left pending (the budget is reached, which stops the run)."""
+        an error deciding) or left pending (the budget is reached, which stops the run; or
+        a stop came while it waited for the budget)."""
+        decision: Estimate | Failure | Stop | None = None
         try:
-            decision = self._accounting.admit(item)
+            if self._accounting.may_wait:  # a budget: the wait is one a stop cuts short
+                with self._control.waiting():
+                    decision = await self._accounting.admit(item)
+            else:  # no scope on the common path
+                decision = await self._accounting.admit(item)
         except Exception as exc:  # a bug deciding one item: that item, not the run
             self._broken(item, 0, exc)
             self._finish(seq, None)
@@ -164,7 +170,7 @@ class ItemSender:
         try:
             if isinstance(decision, Failure):
                 self._outcomes.refused(item, decision)
-            else:
+            elif decision is not None:
                 self._control.halt(decision)
         except OutputWriteError as exc:
             self._control.fail(exc)

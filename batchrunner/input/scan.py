@@ -18,7 +18,7 @@ class InputScan:
     size: int
     lines: int
     #: The fingerprint of the first ``prefix_size`` bytes, when one was asked for and
-    #: those bytes end a line (else lines appended would have changed the last one).
+    #: those bytes still end a line (else what was appended changed the last one).
     prefix_fingerprint: str | None
 
 
@@ -27,14 +27,12 @@ def scan_input(path: Path, prefix_size: int | None = None) -> InputScan:
     whole = hashlib.blake2b(digest_size=16)
     prefix = hashlib.blake2b(digest_size=16) if prefix_size is not None else None
     size = lines = 0
-    last = prefix_last = b"\n"
+    last = b"\n"
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             whole.update(chunk)
             if prefix is not None and prefix_size is not None and size < prefix_size:
-                part = chunk[: prefix_size - size]
-                prefix.update(part)
-                prefix_last = part[-1:]
+                prefix.update(chunk[: prefix_size - size])
             size += len(chunk)
             lines += chunk.count(b"\n")
             last = chunk[-1:]
@@ -42,7 +40,17 @@ def scan_input(path: Path, prefix_size: int | None = None) -> InputScan:
         lines += 1
     prefix_fp = None
     if prefix is not None and prefix_size is not None and size >= prefix_size:
-        if prefix_last != b"\n":
-            return InputScan(whole.hexdigest(), size, lines, None)
-        prefix_fp = prefix.hexdigest()
+        prefix_fp = prefix.hexdigest() if _ends_a_line(path, prefix_size) else None
     return InputScan(whole.hexdigest(), size, lines, prefix_fp)
+
+
+def _ends_a_line(path: Path, offset: int) -> bool:
+    """Whether the first ``offset`` bytes end a line as the file reads now: they end in a
+    newline, or the bytes after them start with one (lines were appended to a file that
+    lacked its final newline, leaving its last line as it was)."""
+    if offset == 0:
+        return True
+    with path.open("rb") as f:
+        f.seek(offset - 1)
+        around = f.read(3)
+    return around[:1] == b"\n" or around[1:2] == b"\n" or around[1:3] == b"\r\n"

@@ -3,8 +3,9 @@
 Each line is one ``write(2)`` on a file opened ``O_APPEND``: once it returns, the line
 belongs to the kernel and survives the process being killed. A write that fails half-way
 (disk full, file size limit) is cut back off, so the file never holds a torn line that we
-wrote; a torn last line can only come from a kill, and :func:`repair_torn_tail` removes it
-on the next start. ``fsync`` runs on a timer and at close, not per line.
+wrote; a torn last line can only come from a kill, and :func:`repair_torn_tail` mends it
+on the next start, keeping a copy of what it cuts. ``fsync`` runs on a timer and at close,
+not per line.
 """
 
 from __future__ import annotations
@@ -14,13 +15,22 @@ import errno
 import os
 from pathlib import Path
 
+import orjson
+
 from batchrunner.errors import OutputWriteError
+from batchrunner.runfiles import torn_path
 
 __all__ = ["AppendFile", "repair_torn_tail"]
 
 
 def repair_torn_tail(path: Path) -> int:
-    """Cut an unfinished last line off ``path``; returns how many bytes were removed."""
+    """Make ``path`` end with a whole line; returns how many bytes were cut off.
+
+    A last line that is a whole JSON object lacking only its newline (a kill between the
+    two) is completed, not cut. Anything else after the last newline is cut, after being
+    appended to ``<path>.torn`` (:func:`~batchrunner.config.torn_path`): nothing a repair
+    removes is lost.
+    """
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
@@ -30,11 +40,37 @@ def repair_torn_tail(path: Path) -> int:
         if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
             return 0
         keep = _last_newline_end(fd, size)
+        tail = os.pread(fd, size - keep, keep)
+        if _is_object(tail):
+            os.pwrite(fd, b"\n", size)
+            os.fsync(fd)
+            return 0
+        _keep_copy(torn_path(path), tail)
         os.ftruncate(fd, keep)
         os.fsync(fd)
         return size - keep
     finally:
         os.close(fd)
+
+
+def _is_object(raw: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(raw), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _keep_copy(torn: Path, tail: bytes) -> None:
+    """Append ``tail`` as one line to ``torn``, on disk before the caller cuts it."""
+    try:
+        fd = os.open(torn, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, tail + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OutputWriteError(str(torn), exc) from exc
 
 
 def _last_newline_end(fd: int, size: int) -> int:

@@ -1,8 +1,9 @@
 """The run manifest: what a set of output files was produced from.
 
 Kept beside the results as ``<results>.manifest.json``. Resuming onto files made from a
-different input file or endpoint, or for another ``--shard``, is refused; the same input
-whose content changed is allowed (appending lines is common) and reported.
+different input file, endpoint, model or dead-letter file, or for another ``--shard``, is
+refused; the same input whose content changed is allowed (appending lines is common) and
+reported.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any, Literal
 
 import orjson
 
-from batchrunner.config import RunConfig, jobs_dir, manifest_path
+from batchrunner.config import RunConfig, manifest_path
 from batchrunner.errors import LedgerError, OutputWriteError
 from batchrunner.input.lines import IMPLICIT_ID_PREFIX
 from batchrunner.input.scan import InputScan
 from batchrunner.ledger.records import utc_iso
+from batchrunner.runfiles import jobs_dir, same_file
 
 __all__ = [
     "InputChange",
@@ -91,21 +93,15 @@ def previous_input_size(config: RunConfig) -> int | None:
 
 
 def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dict[str, Any] | None]:
-    """Refuse files that belong to another run, or to an input edited since (unless allowed).
+    """Refuse files that belong to another run (another input, endpoint, model or
+    dead-letter file), or to an input edited since (unless allowed).
 
     Returns how the input changed since the files were written, and the old manifest.
     """
     old = read_manifest(manifest_path(config.output_path))
     if old is None:
         return "new", None
-    new = _describe(config, scan)
-    for key, what in (("input", "input file"), ("endpoint", "endpoint")):
-        if old.get(key) != new[key]:
-            raise LedgerError(
-                f"{config.output_path} was produced from {what} {old.get(key)} and this run "
-                f"uses {new[key]}; pass --restart to start over (old files are kept) "
-                "or choose another -o/--dead-letter"
-            )
+    _check_same_run(config, old)
     _check_shard(config, old.get("shard"))
     old_fp = old.get("input_fingerprint")
     if old_fp == scan.fingerprint:
@@ -121,6 +117,29 @@ def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dic
     return "edited", old
 
 
+def _check_same_run(config: RunConfig, old: dict[str, Any]) -> None:
+    """The settings that decide what each request is, and which files hold the outcomes,
+    are those the files were written with. A run given no model keeps the one recorded
+    (lines that name their model never used it); a run given one where none was recorded
+    adds it (lines that needed one could not be sent)."""
+    changes = [
+        ("input file", old.get("input"), str(config.input_path.resolve())),
+        ("endpoint", old.get("endpoint"), config.endpoint),
+    ]
+    if isinstance(old.get("model"), str) and config.model is not None:
+        changes.append(("model", old["model"], config.model))
+    dead = old.get("dead_letter")
+    if isinstance(dead, str) and not same_file(Path(dead), config.dead_letter_path):
+        changes.append(("dead-letter file", dead, str(config.dead_letter_path)))
+    for what, before, now in changes:
+        if before != now:
+            raise LedgerError(
+                f"{config.output_path} was produced with {what} {before} and this run uses "
+                f"{now}; pass --restart to start over (old files are kept) "
+                "or choose another -o"
+            )
+
+
 def _check_shard(config: RunConfig, old: object) -> None:
     """Files of one shard hold only its lines: another shard, or none, must not resume them."""
     if old == config.shard:
@@ -133,18 +152,20 @@ def _check_shard(config: RunConfig, old: object) -> None:
     )
 
 
-def write_manifest(config: RunConfig, scan: InputScan, started_at: str | None) -> None:
-    """Record what the files are produced from; ``started_at`` survives resumes."""
+def write_manifest(config: RunConfig, scan: InputScan, old: dict[str, Any] | None) -> None:
+    """Record what the files are produced from; ``started_at``, the implicit id prefix and
+    a model that this run was not given survive from the ``old`` manifest."""
     now = utc_iso()
-    path = manifest_path(config.output_path)
-    prefix = implicit_id_prefix(read_manifest(path))  # kept across resumes
-    data = _describe(config, scan, prefix) | {"started_at": started_at or now, "updated_at": now}
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputWriteError(str(path), exc) from exc
+    prefix = implicit_id_prefix(old)
+    data = _describe(config, scan, prefix) | {"started_at": _kept(old, "started_at") or now}
+    data["model"] = config.model or _kept(old, "model")
+    data["updated_at"] = now
+    _replace(manifest_path(config.output_path), data)
+
+
+def _kept(old: dict[str, Any] | None, key: str) -> str | None:
+    value = old.get(key) if old else None
+    return value if isinstance(value, str) else None
 
 
 def write_merge_manifest(

@@ -39,6 +39,7 @@ from batchrunner.ledger.records import (
 )
 from batchrunner.ledger.shards import ShardFiles
 from batchrunner.ledger.state import Decision, LedgerState, scan_readonly
+from batchrunner.runfiles import same_file
 
 __all__ = ["MergeReport", "merge_shards"]
 
@@ -224,9 +225,9 @@ def _check_targets(
         p for f in shards for p in (f.results, f.dead, manifest_path(f.results))
     ]
     for target in (output, dead_letter):
-        if any(_same(target, p) for p in theirs):
+        if any(same_file(target, p) for p in theirs):
             raise LedgerError(f"{target} is one of the files being merged: choose another")
-    if _same(output, dead_letter):
+    if same_file(output, dead_letter):
         raise LedgerError("the merged results and dead-letter files must be two files")
     manifest = read_manifest(manifest_path(output))
     merged = manifest is not None and "merged_from" in manifest
@@ -236,10 +237,3 @@ def _check_targets(
                 f"{target} exists and is not the output of a merge: "
                 "choose another -o/--dead-letter, or move it away"
             )
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return a.samefile(b)
-    except OSError:  # one does not exist: compare where they would be
-        return a.resolve() == b.resolve()

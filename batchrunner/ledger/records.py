@@ -27,6 +27,8 @@ __all__ = [
     "batch_job_of",
     "dead_line",
     "input_dead_line",
+    "is_dead_entry",
+    "is_result",
     "loads_object",
     "read_dead",
     "read_records",
@@ -253,6 +255,16 @@ def _parse_result(raw: bytes) -> tuple[bytes | None, int, bytes | None]:
         line if isinstance(line, int) and not isinstance(line, bool) else 0,
         fp.encode() if isinstance(fp, str) else None,
     )
+
+
+def is_result(obj: dict[str, Any]) -> bool:
+    """Whether a parsed line has the shape of a result (the Batch API output shape)."""
+    return "custom_id" in obj and "response" in obj
+
+
+def is_dead_entry(obj: dict[str, Any]) -> bool:
+    """Whether a parsed line has the shape of a dead-letter entry."""
+    return {"error", "line", "request"} <= obj.keys()
 
 
 def loads_object(raw: bytes) -> dict[str, Any] | None:

@@ -4,10 +4,12 @@ This is the one place that decides whether an id or an input line is done, dead 
 to send; a resumed run (``engine.admission``), ``status`` and ``dlq`` all ask it. The rule:
 
 - an id with a line in the results file is **done**, whatever order the files were
-  written in: a dead item re-sent successfully needs no rewrite of the dead-letter file,
-  and a crash half-way leaves a consistent state;
+  written in: a dead item re-sent successfully needs no rewrite of the dead-letter file to
+  be read right, and a crash half-way leaves a consistent state (the rewrite at the end of
+  a run, :mod:`batchrunner.ledger.rewrite`, drops what this rule says is superseded);
 - otherwise an id with ``request`` entries in the dead-letter file is **dead**; its last
-  entry is the one in force;
+  entry is the one in force (a run sends it again when its retries ran out:
+  :meth:`LedgerState.send_again`);
 - an input line that could not be sent is keyed by its line number (``input`` entries,
   last wins). It is **dead** unless a result names that line (the line was fixed and sent:
   its result stands, even if the line is broken again since) or a ``request`` entry written
@@ -40,6 +42,7 @@ from batchrunner.ledger.records import (
     read_results,
 )
 from batchrunner.ledger.table import TAKEN, BitSet, KeyTable, estimate_lines, key
+from batchrunner.runfiles import torn_path
 from batchrunner.vocabulary import failure_key
 
 __all__ = ["DeadEntry", "Decision", "Ledger", "LedgerState", "scan", "scan_readonly"]
@@ -86,6 +89,7 @@ class LedgerState:
     """
 
     __slots__ = (
+        "_again",
         "_dead",
         "_far_lines",
         "_fp",
@@ -111,12 +115,18 @@ class LedgerState:
         self._kinds: list[tuple[int | None, str]] = []
         self._kind_of: dict[tuple[int | None, str], int] = {}
         self._retry: Collection[int] | None = None
+        self._again: Collection[str] = ()
         self.warnings: list[str] = []
 
     def retry_dead(self, statuses: Collection[int]) -> None:
         """``--retry-dead``: from now on, dead ids with one of ``statuses`` (any, if empty)
         are to send again."""
         self._retry = statuses
+
+    def send_again(self, types: Collection[str]) -> None:
+        """A run: from now on, dead ids whose entry has one of ``types`` are to send again
+        (:data:`batchrunner.vocabulary.TRANSIENT`: what failed for no fault of its own)."""
+        self._again = types
 
     def claim(self, custom_id: str) -> int:
         """``read_input``'s claim, for one read of the input: a handle of the id's outcome
@@ -136,8 +146,11 @@ class LedgerState:
         return (off << 1 | _DEAD) + 1 if off >= 0 else DUPLICATE
 
     def _retried(self, info: int) -> bool:
+        status, type_ = self._kind(info)
+        if type_ in self._again:
+            return True
         retry = self._retry
-        return retry is not None and (not retry or self._kind(info)[0] in retry)
+        return retry is not None and (not retry or status in retry)
 
     def decide(self, entry: Done | BadLine) -> Decision:
         """What the files say of an input line that is not sent as it is."""
@@ -267,7 +280,8 @@ def scan(results_path: Path, dead_path: Path, with_fp: bool = True) -> LedgerSta
     for path in (results_path, dead_path):
         cut = repair_torn_tail(path)
         if cut:
-            warnings.append(f"repaired {path}: removed a torn last line ({cut} bytes)")
+            kept = torn_path(path)
+            warnings.append(f"repaired {path}: cut a torn last line ({cut} bytes, kept in {kept})")
     state = scan_readonly(results_path, dead_path, with_fp)
     state.warnings[:0] = warnings
     return state

@@ -5,9 +5,9 @@ leaves the moment the pacer says, and the pacer's spacing is what the server see
 sends knows only :meth:`Gates.enter_nowait`, :meth:`Gates.enter` and :meth:`Gates.leave`,
 as aiometer's meters share one interface; which gates a run has is decided here.
 
-When only the slot is there (no pace, no ``--tpm``) and one is free, :meth:`enter_nowait`
-passes without a coroutine, a cancel scope or a trip through the event loop: at thousands
-of requests a second that is most of what the gates cost.
+When only the slot is there (no pace — none given, or none yet — and no ``--tpm``) and one is
+free, :meth:`enter_nowait` passes without a coroutine, a cancel scope or a trip through the
+event loop: at thousands of requests a second that is most of what the gates cost.
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ class Gates:
     holds (its token reservation, or ``None``); give it back to ``leave`` with the answer.
     """
 
-    __slots__ = ("_adaptive", "_always_wait", "_pacer", "_slots", "_tokens")
+    __slots__ = ("_adaptive", "_pacer", "_slots", "_tokens")
 
     def __init__(self, adaptive: Adaptive, pacer: RatePacer, tokens: TokenBudget | None) -> None:
         self._adaptive, self._pacer, self._tokens = adaptive, pacer, tokens
         self._slots: Slots = adaptive.limiter
-        self._always_wait = tokens is not None or not pacer.unpaced
 
     @classmethod
     def build(cls, rps: float | None, concurrency: int | None, tpm: int | None) -> Gates:
@@ -45,8 +44,9 @@ class Gates:
 
     def enter_nowait(self) -> None:
         """Pass at once, or raise ``anyio.WouldBlock`` holding nothing. Only a free slot
-        with no pace and no token budget passes: those two always take their turn."""
-        if self._always_wait:
+        with no pace and no token budget passes: those two always take their turn. (The
+        adaptive limit may start pacing a run that had none: asked each time.)"""
+        if self._tokens is not None or self._pacer.rps is not None:
             raise anyio.WouldBlock
         self._slots.acquire_nowait()
 
@@ -72,8 +72,9 @@ class Gates:
         """The attempt is over: its answer (``None``: it had none) moves the adaptive limit,
         its slot is free, its reservation corrected to the tokens it really used."""
         if reply is not None:
-            rate_limited = isinstance(reply, Failure) and reply.type == "rate_limited"
-            self._adaptive.answered(latency, rate_limited, now)
+            kind = reply.type if isinstance(reply, Failure) else None
+            busy = kind == "capacity_exceeded"  # the server is full: not our rate's doing
+            self._adaptive.answered(latency, kind == "rate_limited", now, busy=busy)
         self._slots.release()
         if held is not None and self._tokens is not None:
             used = (
@@ -96,6 +97,6 @@ class Gates:
         return self._adaptive.rate
 
     @property
-    def rate_limited_share(self) -> float:
-        """Share of recent answers that were 429s."""
-        return self._adaptive.rate_limited_share
+    def share_429(self) -> float:
+        """Share of recent answers that were 429s (rate limits and capacity alike)."""
+        return self._adaptive.share_429

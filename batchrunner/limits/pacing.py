@@ -1,5 +1,5 @@
 """Request pacing: a small leaky bucket of our own, without a start-up burst, whose rate the
-adaptive limit moves while the run goes.
+adaptive limit moves while the run goes (and may start, or stop: ``None`` is unpaced).
 
 The bucket starts empty, holds just under 2 and leaks ``rps`` per second: it admits at most
 ``rps + 1`` requests in any one-second window (integer ``rps``), from the very first, while
@@ -55,30 +55,31 @@ class RatePacer:
         self._lock = asyncio.Lock()
         self._wake: asyncio.Future[None] | None = None  # the sleeper, woken by set_rate
 
-    @property
-    def unpaced(self) -> bool:
-        return self.rps is None
-
     async def acquire(self) -> None:
         """Wait for this request's turn. Cancelling the wait takes nothing from the bucket."""
         if self.rps is None:
             return
         async with self._lock:
             loop = asyncio.get_running_loop()
-            while (wait := self._wait(loop.time())) > _EPSILON:
+            while self.rps is not None and (wait := self._wait(loop.time())) > _EPSILON:
                 await self._sleep(loop, wait)
-            self._level += 1.0
-            self._recent.append(loop.time())
+            if self.rps is not None:  # else it went unpaced meanwhile: nothing to count
+                self._level += 1.0
+                self._recent.append(loop.time())
 
-    def set_rate(self, rps: float) -> None:
-        """Change the pace from now on, keeping the bucket's level (a pacer built with
-        ``None`` stays unpaced). A request waiting for its turn is told at once."""
-        if self.rps is None or rps <= 0:
+    def set_rate(self, rps: float | None) -> None:
+        """Change the pace from now on, keeping the bucket's level; ``None`` stops pacing,
+        and a rate after ``None`` starts from an empty bucket. A request waiting for its
+        turn is told at once."""
+        if rps is not None and rps <= 0:
             return
-        if self._level:  # drain at the old rate up to now
-            self._leak(asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        if self.rps is None:
+            self._level, self._last = 0.0, now
+        elif self._level:  # drain at the old rate up to now
+            self._leak(now)
         self.rps = rps
-        if _per_window(rps) != self._recent.maxlen:
+        if rps is not None and _per_window(rps) != self._recent.maxlen:
             self._recent = deque(self._recent, maxlen=_per_window(rps))
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)

@@ -17,6 +17,7 @@ import click
 
 from batchrunner.mock.config import MockConfig, parse_error_rates
 from batchrunner.mock.jobfaults import parse_job_faults
+from batchrunner.mock.limits import LIMIT_ALGOS
 from batchrunner.mock.serve import serve_forever
 
 __all__ = ["JOB_KEYS", "mock_server"]
@@ -90,10 +91,19 @@ _NOT_NEGATIVE = _Finite(min=0)
     default="",
     callback=_rates,
     metavar="429=0.1,500=0.05,...",
-    help="Random faults: HTTP statuses, timeout, reset, garbage.",
+    help="Random faults: HTTP statuses, timeout, reset, garbage, capacity (a 429 that says"
+    " the server is out of capacity; a plain 429 says the rate limit is exceeded).",
 )
 @click.option(
     "--limit-rps", type=_Finite(min=0, min_open=True), help="Answer 429 above this many/s."
+)
+@click.option(
+    "--limit-algo",
+    type=click.Choice(LIMIT_ALGOS),
+    default=_DEFAULTS.limit_algo,
+    show_default=True,
+    help="How --limit-rps counts: a sliding 1 s window, a fixed 1 s window, or a token"
+    " bucket holding one second's burst.",
 )
 @click.option(
     "--limit-tpm", type=click.IntRange(min=1), help="Answer 429 above this many tokens/minute."

@@ -6,8 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from batchrunner.mock.limits import LimitAlgo
+
 #: Fault names accepted by ``error_rates`` besides an HTTP status ("429", "500", ...).
-RANDOM_FAULT_NAMES: frozenset[str] = frozenset({"timeout", "reset", "garbage"})
+#: ``capacity`` is a 429 whose body says the server is out of capacity (Mistral's
+#: ``service_tier_capacity_exceeded``), where a plain "429" says "rate limit exceeded".
+RANDOM_FAULT_NAMES: frozenset[str] = frozenset({"timeout", "reset", "garbage", "capacity"})
 
 
 def _empty_rates() -> Mapping[str, float]:
@@ -20,11 +24,12 @@ class MockConfig:
     """Everything the mock server can be told; all fields have safe defaults.
 
     ``error_rates`` maps a fault ("429", "500", "503", "400", ..., "timeout",
-    "reset", "garbage") to the probability that a request gets it.
-    ``limit_rps`` answers 429 when more than that many admitted requests fall in
-    any sliding 1 s window; ``limit_tpm`` does the same for prompt+completion
-    tokens in a sliding 60 s window. ``hang_s`` is how long a "timeout" fault
-    holds the request before answering it normally.
+    "reset", "garbage", "capacity") to the probability that a request gets it.
+    ``limit_rps`` answers 429 beyond that many requests a second, counted as
+    ``limit_algo`` says (a sliding 1 s window, a fixed 1 s window, or a bucket
+    holding one second's burst; see :mod:`batchrunner.mock.limits`); ``limit_tpm``
+    answers 429 beyond that many prompt+completion tokens in a sliding 60 s window.
+    ``hang_s`` is how long a "timeout" fault holds the request before answering it normally.
 
     Batch jobs (see :mod:`batchrunner.mock.jobs`): a job waits ``batch_queue_s``
     QUEUED, then answers its lines at ``batch_seconds_per_1000`` seconds per 1,000
@@ -42,6 +47,7 @@ class MockConfig:
     jitter_ms: float = 0
     error_rates: Mapping[str, float] = field(default_factory=_empty_rates)
     limit_rps: float | None = None
+    limit_algo: LimitAlgo = "sliding"
     limit_tpm: int | None = None
     seed: int = 0
     retry_after_ms: int = 1000
@@ -79,7 +85,7 @@ def parse_error_rates(text: str) -> dict[str, float]:
         if not (is_error_status(key) or key in RANDOM_FAULT_NAMES):
             raise ValueError(
                 f"unknown error-rate key {key!r} (use an HTTP status 400-599, "
-                "'timeout', 'reset' or 'garbage')"
+                "'timeout', 'reset', 'garbage' or 'capacity')"
             )
         if key in rates:
             raise ValueError(f"error-rate key {key!r} given twice")

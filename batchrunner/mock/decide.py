@@ -8,10 +8,11 @@ from typing import Any, NamedTuple
 from batchrunner.mock.config import MockConfig
 from batchrunner.mock.endpoints import Endpoint
 from batchrunner.mock.faults import SLOW_S, RandomFaults, ScriptedFaults, find_marker, parse_marker
-from batchrunner.mock.limits import RequestWindow, TokenWindow
+from batchrunner.mock.limits import TokenWindow, request_limit
 from batchrunner.mock.replies import (
     POISON,
     Reply,
+    capacity_reply,
     error_reply,
     quota_reply,
     rate_limited_reply,
@@ -55,7 +56,8 @@ class Decider:
         self.random_faults = RandomFaults(config.error_rates, config.seed)
         # Jitter has its own RNG so the fault sequence depends only on seed and order.
         self.jitter_rng = random.Random(config.seed + 1)
-        self.rps = RequestWindow(config.limit_rps) if config.limit_rps is not None else None
+        limit = config.limit_rps
+        self.rps = request_limit(config.limit_algo, limit) if limit is not None else None
         self.tpm = TokenWindow(config.limit_tpm) if config.limit_tpm is not None else None
 
     def fault_decision(self, fault: str) -> Decision:
@@ -68,6 +70,8 @@ class Decider:
             return Decision("429", quota_reply())
         if fault in POISON:
             return Decision(fault, POISON[fault])
+        if fault == "capacity":
+            return Decision("429", capacity_reply(self.config.retry_after_ms))
         return Decision(fault, status_fault_reply(int(fault), self.config.retry_after_ms))
 
     def decide(

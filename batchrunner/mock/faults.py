@@ -2,9 +2,10 @@
 
 A fault is a string: an HTTP status ("429", "500", ...) or one of ``timeout``
 (hold ``hang_s``, then answer normally), ``reset`` (drop the connection without
-a response), ``garbage`` (200 whose body is not JSON), and, for scripts only,
-``slow`` (wait 0.3 s, then answer normally), ``quota`` (429 "monthly quota
-exceeded" without Retry-After) and the answers a hostile or broken server sends
+a response), ``garbage`` (200 whose body is not JSON), ``capacity`` (a 429 whose
+body says the server is out of capacity, not that the client is too fast), and, for
+scripts only, ``slow`` (wait 0.3 s, then answer normally), ``quota`` (429 "monthly
+quota exceeded" without Retry-After) and the answers a hostile or broken server sends
 (:data:`~batchrunner.mock.replies.POISON`): ``deep`` (a 200 chat completion with a
 field nested 300 levels), ``deeperror`` (a 500 nested like it, without a message),
 ``html`` (a 200 HTML page), ``shapeless`` (a 200 ``{"foo": 1}``) and ``error200`` (a

@@ -83,6 +83,14 @@ def rate_limited_reply(retry_after_ms: int, message: str = "Requests rate limit 
     return error_reply(429, message, "rate_limited", "1300", retry_headers(retry_after_ms))
 
 
+def capacity_reply(retry_after_ms: int) -> Reply:
+    """The 429 Mistral sends when its side is full, whatever the client's own rate."""
+    message = "Service tier capacity exceeded for this model."
+    return error_reply(
+        429, message, "service_tier_capacity_exceeded", "3505", retry_headers(retry_after_ms)
+    )
+
+
 def quota_reply() -> Reply:
     """A 429 that retrying will not fix: monthly quota spent, no Retry-After."""
     return error_reply(429, "You have exceeded your monthly quota", "quota_exceeded", "3505")
