@@ -3,6 +3,8 @@
 :func:`prepared` is what both they and the command line do before a run: the files checked
 (input first, so that a missing input is not reported as a missing key), the key looked
 for, and the embedded mock server started when the config asks for it.
+
+May import: ``config``, ``errors``, ``runfiles``, ``vocabulary``, ``engine``, ``batch``, ``mock``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ Progress = Callable[[RunStats], None]
 MOCK_KEY = "mock-key"
 _NO_KEY = (
     "MISTRAL_API_KEY is not set: export it (a mock server started by hand takes any value), "
-    "or use the embedded mock server (--mock, or mock=True in RunConfig)"
+    "or use the embedded mock server (`mock`)"
 )
 
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from batchrunner.errors import ConfigError
 from batchrunner.runfiles import (
+    MANIFEST_SUFFIX,
     check_apart,
     check_distinct,
     dead_letter_beside,
@@ -32,8 +33,10 @@ from batchrunner.runfiles import (
 
 __all__ = [
     "BATCH_MAX_BYTES",
+    "DEFAULT_ENDPOINT",
     "DEFAULT_SERVER_URL",
     "ENDPOINTS",
+    "MANIFEST_SUFFIX",
     "MAX_CONCURRENCY",
     "MAX_POOL",
     "RUN_SETTINGS",
@@ -52,6 +55,7 @@ __all__ = [
 ]
 
 DEFAULT_SERVER_URL = "https://api.mistral.ai"
+DEFAULT_ENDPOINT = "/v1/chat/completions"
 
 #: The Mistral Batch API endpoint names this tool can send, and the body field each needs.
 ENDPOINTS: dict[str, str] = {
@@ -253,7 +257,7 @@ class RunConfig:
         ),
     )
     endpoint: str = field(
-        default="/v1/chat/completions",
+        default=DEFAULT_ENDPOINT,
         metadata=option("API endpoint.", choices=tuple(ENDPOINTS)),
     )
     model: str | None = field(

@@ -3,6 +3,8 @@ estimated, the worst-case cost and the time the limits allow. ``batchrunner run 
 shows it; a script can call :func:`dry_run` itself.
 
 The whole input is counted, whatever an earlier run already did.
+
+May import: ``config``, ``errors``, ``runfiles``, ``vocabulary``, ``input``, ``limits``.
 """
 
 from __future__ import annotations
@@ -78,8 +80,8 @@ def dry_run(config: RunConfig) -> DryRun:
     load_exact_tokenizer()  # the real tokenizer when it is installed: the estimate the run makes
     try:
         prices = price_table(config.prices)
-    except ValueError as exc:
-        raise ConfigError(f"prices: {exc}", setting="prices") from None
+    except ValueError as exc:  # its message names the prices entry at fault
+        raise ConfigError(str(exc), setting="prices", found=config.prices) from None
     estimators: dict[str, CompletionEstimator] = {}
     plan = DryRun()
     shard = config.shard_spec

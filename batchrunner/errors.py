@@ -13,8 +13,10 @@
         └── DlqWriteError     a re-queue file
 
 Each message is one line meant for the user. Library messages name settings as
-:class:`~batchrunner.config.RunConfig` names them (``rps must be a positive number, not -1``);
-the command line re-phrases them with its flags (``--rps ...``) from the context attributes.
+:class:`~batchrunner.config.RunConfig` names them, never as flags: a refused value as
+``rps must be a positive number, not -1`` (from :class:`ConfigError`'s context attributes),
+any other setting a message points to between backticks (``pass `restart` to start over``).
+The command line re-spells both with its flags (``--rps ...``, ``pass --restart ...``).
 
 Per-item failures (a 429, a 400, a malformed line) are not exceptions: they are values
 (:class:`batchrunner.vocabulary.Failure`) that end in the dead-letter file, so one bad item

@@ -9,6 +9,9 @@ list is written as a JSONL input in ``workdir`` (a temporary folder, removed aft
 when none is given). With a ``workdir`` the files stay, and the same list run again there
 resumes instead of sending twice. The results are read back whole: this is for lists that
 fit in memory; for files, use :func:`batchrunner.run` and ``batchrunner export``.
+
+May import: ``config``, ``errors``, ``runfiles``, ``vocabulary``, ``input``, ``ledger``,
+``export``, ``api``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import orjson
 from batchrunner.errors import ConfigError
 
 __all__ = [
+    "MANIFEST_SUFFIX",
     "check_apart",
     "check_distinct",
     "dead_letter_beside",
@@ -39,9 +40,13 @@ def dead_letter_beside(results: Path) -> Path:
     return results.with_name(f"{stem}.dead.jsonl")
 
 
+#: A run manifest is its results file's name plus this.
+MANIFEST_SUFFIX = ".manifest.json"
+
+
 def manifest_path(results: Path) -> Path:
     """The small run manifest kept beside a results file."""
-    return results.with_name(results.name + ".manifest.json")
+    return results.with_name(results.name + MANIFEST_SUFFIX)
 
 
 def jobs_dir(results: Path) -> Path:

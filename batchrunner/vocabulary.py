@@ -29,7 +29,7 @@ A retried failure that runs out of attempts is dead-lettered as ``retries_exhaus
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal
 
 __all__ = [
     "ACTIONS",
@@ -108,13 +108,10 @@ ACTIONS: Final[dict[FailureType, Action]] = {
 #: every other dead item waits for ``--retry-dead``.
 TRANSIENT: Final[frozenset[FailureType]] = frozenset({"retries_exhausted", "retry_after_too_long"})
 
-FAILURE_TYPES: Final[frozenset[str]] = frozenset(get_args(FailureType))
-INPUT_PROBLEMS: Final[frozenset[str]] = frozenset(get_args(InputProblem))
 
-
-def action_of(type_: str) -> Action:
-    """What a failure of ``type_`` leads to (unknown types are dead-lettered)."""
-    return ACTIONS.get(type_, "dead_letter")  # type: ignore[call-overload, no-any-return]
+def action_of(type_: FailureType) -> Action:
+    """What a failure of ``type_`` leads to (a type the table leaves out is dead-lettered)."""
+    return ACTIONS.get(type_, "dead_letter")
 
 
 @dataclass(frozen=True, slots=True)

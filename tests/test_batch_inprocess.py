@@ -464,5 +464,5 @@ def test_an_ids_file_that_is_gone_or_changed_is_a_one_line_error(tmp_path: Path)
     with pytest.raises(LedgerError, match="not the file recorded"):
         JobIndex.load(chunk.ids, chunk.ids_digest, 4)
     chunk.ids.unlink()
-    with pytest.raises(LedgerError, match="--restart"):
+    with pytest.raises(LedgerError, match="`restart`"):
         JobIndex.load(chunk.ids, chunk.ids_digest, 3)

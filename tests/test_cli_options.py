@@ -17,7 +17,15 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import run_cli
 
-from batchrunner.cli.exits import ERROR_CODES, STOP_CODES, ExitCode, error_code, stop_code
+from batchrunner.cli.exits import (
+    ERROR_CODES,
+    STOP_CODES,
+    ExitCode,
+    error_code,
+    flags_for,
+    message,
+    stop_code,
+)
 from batchrunner.cli.jobfile import load_job
 from batchrunner.cli.main import cli
 from batchrunner.cli.options import FLAGS, JOB_SETTINGS, SETTINGS
@@ -160,6 +168,20 @@ def test_cli_message_names_the_flag(tmp_path: Path, args: list[str], line: str) 
     assert res.exit_code == 2
     assert res.stderr.splitlines() == [res.stderr.strip()]  # one line
     assert res.stderr.startswith(line), res.stderr
+
+
+def test_settings_a_library_message_points_to_are_spelled_as_flags() -> None:
+    # The library marks a setting between backticks; the CLI spells it as the flag, however
+    # the flag differs from the field name, and leaves paths and other words alone.
+    error = LedgerError("/data/restart/out.jsonl is taken; pass `restart` or choose another "
+                        "`output_path`/`dead_letter_path`")  # fmt: skip
+    assert message(error) == (
+        "/data/restart/out.jsonl is taken; pass --restart or choose another --output/--dead-letter"
+    )
+    assert flags_for("would pass `max_tokens_total`") == "would pass --max-tokens-total"
+    assert flags_for("pass `force` to overwrite it") == "pass --force to overwrite it"
+    assert flags_for("no setting here: restart") == "no setting here: restart"
+    assert flags_for("the server said `no_such_thing`") == "the server said `no_such_thing`"
 
 
 def test_job_file_message_keeps_the_key(tmp_path: Path) -> None:

@@ -37,7 +37,10 @@ from batchrunner.cli.dlq import dlq
 from batchrunner.dlq.entries import DlqError, find_run, live_entries
 from batchrunner.dlq.requeue import build_requeue, write_requeue
 from batchrunner.dlq.summary import normalise
+from batchrunner.errors import DlqWriteError, LedgerError
 from batchrunner.ledger import table
+from batchrunner.ledger.shards import find_shards
+from batchrunner.ledger.status import run_status
 
 MODEL = "mistral-small-latest"
 # The breaker is off: these runs are meant to dead-letter 401s and 404s, not to stop on them.
@@ -420,6 +423,36 @@ def test_requeue_writes_as_it_reads_and_leaves_no_half_file(tmp_path: Path) -> N
     with pytest.raises(DlqError):
         write_requeue(out, lines())
     assert not out.exists()
+
+
+def test_unusable_files_are_errors_that_carry_their_path(tmp_path: Path) -> None:
+    missing = tmp_path / "in.dead.jsonl"
+    with pytest.raises(DlqError) as dead:
+        live_entries(missing)
+    assert dead.value.path == str(missing)
+    with pytest.raises(DlqError) as results:
+        find_run(missing, tmp_path / "nope.results.jsonl")
+    assert results.value.path == str(tmp_path / "nope.results.jsonl")
+    with pytest.raises(LedgerError) as status:
+        run_status(tmp_path / "in.results.jsonl")
+    assert status.value.path == str(tmp_path / "in.results.jsonl.manifest.json")
+    with pytest.raises(LedgerError) as shard:
+        find_shards(tmp_path / "in.jsonl", [str(tmp_path / "in.shard1of2.results.jsonl")])
+    assert shard.value.path == str(tmp_path / "in.shard1of2.results.jsonl")
+
+
+def test_requeue_write_errors_carry_the_path_and_name_the_setting(tmp_path: Path) -> None:
+    taken = tmp_path / "taken.jsonl"
+    taken.write_text("keep me\n")
+    with pytest.raises(DlqError) as refused:
+        write_requeue(taken, [b"{}\n"])
+    assert refused.value.path == str(taken) and "`force`" in str(refused.value)
+    assert taken.read_text() == "keep me\n"
+    nowhere = tmp_path / "missing" / "out.jsonl"
+    with pytest.raises(DlqWriteError) as failed:
+        write_requeue(nowhere, [b"{}\n"])
+    assert failed.value.path == str(nowhere) and isinstance(failed.value.cause, OSError)
+    assert str(failed.value).startswith(f"cannot write {nowhere}: ")
 
 
 @pytest.mark.e2e

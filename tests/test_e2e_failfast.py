@@ -87,6 +87,7 @@ def test_unknown_model_in_bodies_trips_the_breaker(
     res = run_cli(*args(inp, mock, "--concurrency", "1", "--breaker", "5"))
     assert res.code == 3
     assert "model" in res.stderr and "resume with" in res.stderr
+    assert "check --model" in res.stderr  # the library names the setting, the CLI the flag
     assert ids(inp.with_suffix(".out.jsonl")) == ["b0"]
     assert ids(inp.with_suffix(".dead.jsonl")) == []
     assert chat_requests(mock) == 1 + 5

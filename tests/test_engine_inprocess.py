@@ -286,7 +286,7 @@ def test_the_budget_stops_before_it_would_be_passed(tmp_path: Path) -> None:
     stats = run(cfg, FakeClient())
     assert stats.stop_reason == "budget"
     assert stats.stop_message is not None
-    assert stats.stop_message.startswith("budget reached") and "--max-tokens-total" in (
+    assert stats.stop_message.startswith("budget reached") and "`max_tokens_total`" in (
         stats.stop_message
     )
     assert 0 < stats.ok < 50

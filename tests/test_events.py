@@ -122,6 +122,17 @@ def test_json_lines_are_whole_and_appended(tmp_path: Path) -> None:
     assert parsed[0]["where"] == str(tmp_path)
 
 
+def test_the_log_spells_the_settings_a_stop_names_as_flags(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    stats = RunStats(stop_reason="budget", stop_message="would pass `max_cost`")
+    with JsonLines(path) as log:
+        Events(log).halted("budget", "would pass `max_cost`")
+        Events(log).run_end(stats)
+    halt, end = (orjson.loads(line) for line in path.read_bytes().splitlines())
+    assert halt["message"] == "would pass --max-cost"
+    assert end["summary"]["stop_message"] == "would pass --max-cost"
+
+
 def test_json_lines_to_stderr(capfd: pytest.CaptureFixture[str]) -> None:
     with JsonLines(Path("-")) as log:
         Events(log).emit("hi")

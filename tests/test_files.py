@@ -270,7 +270,7 @@ def test_different_input_file_is_refused(tmp_path: Path) -> None:
     assert "input file" in message
     assert str(config.input_path) in message
     assert str(other) in message
-    assert "--restart" in message
+    assert "`restart`" in message
 
 
 def test_different_endpoint_is_refused(tmp_path: Path) -> None:
@@ -281,7 +281,7 @@ def test_different_endpoint_is_refused(tmp_path: Path) -> None:
     message = _one_line(info.value)
     assert f"endpoint {CHAT}" in message
     assert "/v1/embeddings" in message
-    assert "--restart" in message
+    assert "`restart`" in message
     assert "input file" not in message
 
 
@@ -314,8 +314,8 @@ def test_edited_input_is_refused_unless_allowed(tmp_path: Path, edited: bytes) -
     message = _one_line(info.value)
     assert "edited" in message
     assert str(config.input_path) in message
-    assert "--allow-changed-input" in message
-    assert "--restart" in message
+    assert "`allow_changed_input`" in message
+    assert "`restart`" in message
     allowed = dataclasses.replace(config, allow_changed_input=True)
     change, old = check_manifest(allowed, scanned)
     assert change == "edited"
@@ -343,7 +343,7 @@ def test_corrupt_manifest_is_a_one_line_error(tmp_path: Path) -> None:
     config.manifest_path.write_bytes(b"{not json")
     with pytest.raises(LedgerError) as info:
         check_manifest(config, scan_input(config.input_path))
-    assert "--restart" in _one_line(info.value)
+    assert "`restart`" in _one_line(info.value)
 
 
 BAK = re.compile(r"^(?P<name>.+)\.(?P<stamp>\d{8}T\d{6})\.bak$")

@@ -5,10 +5,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from batchrunner.config import RunConfig
+from batchrunner.dryrun import dry_run
+from batchrunner.engine.run import Engine
+from batchrunner.errors import ConfigError
 from batchrunner.limits.pricing import (
     DEFAULT_PRICES,
     CostMeter,
@@ -151,3 +156,17 @@ def test_projection_scales_the_spend_per_request() -> None:
 def test_meter_rejects_negative_counts(call: Any) -> None:
     with pytest.raises(ValueError):
         call(CostMeter(price_table()))
+
+
+def test_a_run_refuses_bad_prices_naming_the_entry(tmp_path: Path) -> None:
+    config = RunConfig(
+        input_path=tmp_path / "in.jsonl",
+        output_path=tmp_path / "out.jsonl",
+        dead_letter_path=tmp_path / "dead.jsonl",
+        prices={"m": {"input": "x", "output": 1}},  # type: ignore[dict-item]
+    )
+    for refuse in (Engine, dry_run):  # a run, and the dry run that counts its cost
+        with pytest.raises(ConfigError) as info:
+            refuse(config)
+        assert str(info.value) == "prices.\"m\".input must be a number, got 'x'"
+    assert info.value.setting == "prices"

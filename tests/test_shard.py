@@ -14,6 +14,7 @@ import pytest
 from conftest import read_jsonl
 from test_engine_inprocess import FakeClient, fail, make_config, run
 
+from batchrunner.cli.exits import message
 from batchrunner.config import RunConfig, Shard, default_paths
 from batchrunner.errors import ConfigError, LedgerError
 from batchrunner.input.lines import Done
@@ -100,6 +101,10 @@ def test_resolve_shard_refuses_in_one_line(text: str, env: dict[str, str], says:
         resolve_shard(text, env)
     assert says in str(refused.value) and "\n" not in str(refused.value)
     assert refused.value.setting == "shard"
+    # The library names the setting; the command line spells it as the flag.
+    text = str(refused.value)
+    assert "--shard" not in text
+    assert message(refused.value) == text.replace("`shard`", "--shard")
 
 
 def test_the_library_takes_k_of_n_only(tmp_path: Path) -> None:

@@ -4,6 +4,6 @@ job covers (``ids``), sending what is still to send (``submit``), the durable re
 jobs (``jobs``), the API calls with our retries (``api``), bringing outcomes home
 (``home``), the run that ties them (``run``).
 
-May import: ``config``, ``errors``, ``vocabulary``, ``input``, ``clients``, ``limits``,
-``ledger``, ``engine``.
+May import: ``config``, ``errors``, ``vocabulary``, ``runfiles``, ``input``, ``clients``,
+``limits``, ``ledger``, ``engine``.
 """

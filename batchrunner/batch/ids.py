@@ -84,7 +84,7 @@ def read_ids(path: Path, digest: str) -> Iterator[tuple[str, Row]]:
 def _lost(path: Path, why: str) -> LedgerError:
     return LedgerError(
         f"cannot read the ids of a batch job from {path} ({why}); without them its "
-        "outcomes cannot be brought home: use --restart to start over (old files are kept)",
+        "outcomes cannot be brought home: use `restart` to start over (old files are kept)",
         path=path,
     )
 

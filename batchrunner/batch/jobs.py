@@ -238,7 +238,7 @@ def check_no_live_jobs(results: Path) -> None:
         raise LedgerError(
             f"{len(live)} batch job(s) of this run are not brought home yet (they cover "
             f"{sum(c.count for c in live):,} ids): finish them first with the same command "
-            "and --via batch (add --cancel to cancel them), then run online"
+            "and `via` batch (add `cancel` to cancel them), then run online"
         )
 
 

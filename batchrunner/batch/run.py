@@ -358,7 +358,7 @@ class BatchRun:
         return Stop(
             "interrupted",
             f"stopped waiting: {live} batch job(s) keep running on Mistral's side; the same "
-            "command waits for them and brings their outcomes home (add --cancel to cancel "
+            "command waits for them and brings their outcomes home (add `cancel` to cancel "
             "them)",
         )
 
@@ -369,7 +369,7 @@ class BatchRun:
             return None
         if self.config.cancel:
             why = "this run's batch jobs are cancelled"
-            todo = "send them with --via batch, or online"
+            todo = "send them with `via` batch, or online"
         else:
             why = "; ".join(self._shortfalls) or "not every id was answered"
             todo = "re-run the same command, or run it online, to send them"

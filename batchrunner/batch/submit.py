@@ -203,6 +203,6 @@ def _over_budget(chunk: Chunk, budget: float) -> Stop:
     return Stop(
         "budget",
         f"budget reached: the next batch job ({chunk.count:,} requests) may cost up to "
-        f"${chunk.worst_cost:.4f} at batch prices, which would pass --max-cost ${budget:g}; "
+        f"${chunk.worst_cost:.4f} at batch prices, which would pass `max_cost` ${budget:g}; "
         "its ids are pending: raise it and re-run",
     )

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from batchrunner.cli.exits import Group
 from batchrunner.cli.files import check_dead_letter_file
-from batchrunner.config import ENDPOINTS
+from batchrunner.config import DEFAULT_ENDPOINT, ENDPOINTS
 from batchrunner.dlq.entries import (
     DeadLetter,
     LiveEntries,
@@ -36,8 +36,9 @@ from batchrunner.errors import DlqError
 
 __all__ = ["dlq"]
 
-_DEFAULT_ENDPOINT = "/v1/chat/completions"
 _STDOUT = Path("-")
+#: Characters of a request ``dlq show`` shows: enough to recognise a prompt, short enough
+#: that the table keeps room for the message beside it.
 _PREVIEW = 60
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -239,7 +240,7 @@ def requeue(
         _nothing(dead_letter, err=to_stdout)
         return
     manifest = run.manifest or {}
-    endpoint = endpoint or _manifest_str(manifest, "endpoint") or _DEFAULT_ENDPOINT
+    endpoint = endpoint or _manifest_str(manifest, "endpoint") or DEFAULT_ENDPOINT
     model = model or _manifest_str(manifest, "model")
     rq = build_requeue(select(entries, **filters), endpoint, model)
     write = _to_stdout if to_stdout else lambda lines: write_requeue(output, lines, force=force)
@@ -267,7 +268,7 @@ def _report(rq: Requeue, written: int, output: Path, endpoint: str, to_stdout: b
         why = "every matching entry was left out" if rq.left_out else "no entry matches"
         click.echo(f"nothing to re-queue: {why}", err=True)
         return
-    hint = "" if endpoint == _DEFAULT_ENDPOINT else f" --endpoint {endpoint}"
+    hint = "" if endpoint == DEFAULT_ENDPOINT else f" --endpoint {endpoint}"
     where = "stdout" if to_stdout else str(output)
     click.echo(f"re-queued {written:,} requests to {where}", err=to_stdout)
     if not to_stdout:

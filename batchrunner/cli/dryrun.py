@@ -10,6 +10,7 @@ from rich.table import Table
 
 from batchrunner.api import check_files
 from batchrunner.cli.exits import ExitCode
+from batchrunner.cli.progress import counts
 from batchrunner.config import RunConfig
 from batchrunner.dryrun import DryRun, dry_run
 
@@ -52,7 +53,7 @@ def _table(plan: DryRun, config: RunConfig) -> Table:
     t = Table(title="batchrunner dry run: nothing sent", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
-    bad = ", ".join(f"{k}: {v}" for k, v in sorted(plan.bad.items()))
+    bad = counts(plan.bad)
     dead = f"{sum(plan.bad.values()):,} would be dead-lettered{': ' + bad if bad else ''}"
     t.add_row("lines", f"{plan.lines:,} ({plan.requests:,} requests, {dead})")
     for line, type_, message in plan.examples:

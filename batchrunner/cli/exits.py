@@ -1,8 +1,9 @@
 """Exit codes, and the one table from library errors and stop reasons to them.
 
 Every command runs inside :class:`Group`, which turns a :class:`BatchRunnerError` into a
-one-line message (settings spelled as flags) and the exit code :data:`ERROR_CODES` gives
-its class. How a run ended maps to a code through :data:`STOP_CODES`.
+one-line message (settings spelled as flags, :func:`flags_for`) and the exit code
+:data:`ERROR_CODES` gives its class. How a run ended maps to a code through
+:data:`STOP_CODES`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "ExitCode",
     "Group",
     "error_code",
+    "flags_for",
     "message",
     "stop_code",
 ]
@@ -82,29 +84,36 @@ def error_code(exc: BatchRunnerError) -> ExitCode:
     raise AssertionError("BatchRunnerError is in the table")
 
 
-def stop_code(reason: str | None) -> ExitCode:
-    """The exit code of a run that stopped for ``reason`` (an unknown one is an error)."""
-    for known, code in STOP_CODES.items():
-        if known == reason:
-            return code
-    return ExitCode.ERROR
+def stop_code(reason: StopReason | None) -> ExitCode:
+    """The exit code of a run that stopped for ``reason`` (no reason is an error)."""
+    return ExitCode.ERROR if reason is None else STOP_CODES[reason]
 
 
 def message(exc: BatchRunnerError) -> str:
-    """The one line shown for ``exc``: a refused setting is spelled as its flag
-    (``rps must be ...`` becomes ``--rps must be ...``); anything else as it is."""
+    """The one line shown for ``exc``, settings spelled as flags: a refused one
+    (``rps must be ...`` becomes ``--rps must be ...``) and any named between backticks."""
     text = str(exc)
-    if not isinstance(exc, ConfigError) or exc.setting not in FLAGS or exc.expected is None:
-        return text
-    head = f"{exc.setting} must be {exc.expected}"
-    if not text.startswith(head):  # not the library's shape, e.g. a job file's own message
-        return text
-    expected = _SETTING_NAMES.sub(lambda m: FLAGS[m.group(0)], exc.expected)
-    return f"{FLAGS[exc.setting]} must be {expected}{text.removeprefix(head)}"
+    if isinstance(exc, ConfigError) and exc.setting in FLAGS and exc.expected is not None:
+        head = f"{exc.setting} must be {exc.expected}"
+        if text.startswith(head):  # else not the library's shape: a job file's own message
+            expected = _SETTING_NAMES.sub(lambda m: FLAGS[m.group(0)], exc.expected)
+            return f"{FLAGS[exc.setting]} must be {expected}{text.removeprefix(head)}"
+    return flags_for(text)
+
+
+def flags_for(text: str) -> str:
+    """A library message with each setting it names between backticks spelled as its flag:
+    ``pass `restart` to start over`` becomes ``pass --restart to start over``. Only known
+    settings: a server's words quoted in the message stay as they are."""
+    return _QUOTED_SETTING.sub(lambda m: _SPELLED.get(m[1], m[0]), text)
 
 
 # Whole words only: "rps" in "--rps", not in "rpsx"; the longest name first.
 _SETTING_NAMES = re.compile(r"\b(" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")\b")
+# How the library marks a setting in a message: a field name between backticks.
+_QUOTED_SETTING = re.compile(r"`([a-z][a-z0-9_]*)`")
+#: ``run``'s settings, and the one other a library message names (``dlq requeue --force``).
+_SPELLED: Final[dict[str, str]] = FLAGS | {"force": "--force"}
 
 
 class Group(click.Group):

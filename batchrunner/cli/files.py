@@ -9,7 +9,7 @@ from typing import Literal
 
 import orjson
 
-from batchrunner.config import default_paths
+from batchrunner.config import MANIFEST_SUFFIX, default_paths, manifest_path
 from batchrunner.errors import DlqError, LedgerError
 from batchrunner.ledger.records import is_dead_entry, is_result
 from batchrunner.runfiles import dead_letter_beside, recorded_dead_letter
@@ -24,7 +24,7 @@ _HEAD = 1 << 16
 
 def kind_of(path: Path) -> FileKind:
     """Which kind of file ``path`` looks like, by its name and its first non-blank line."""
-    if path.name.endswith(".manifest.json"):
+    if path.name.endswith(MANIFEST_SUFFIX):
         return "manifest"
     if path.suffix == ".toml":
         return "job"
@@ -51,7 +51,7 @@ def kind_of(path: Path) -> FileKind:
 def check_results_file(path: Path) -> None:
     """``status`` takes a results file (or a job): say what else it was given, and where the
     results file is."""
-    if path.with_name(path.name + ".manifest.json").exists() or not path.exists():
+    if manifest_path(path).exists() or not path.exists():
         return
     kind = kind_of(path)
     if kind == "input":

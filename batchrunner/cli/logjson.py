@@ -2,7 +2,8 @@
 
 Each event is one line written by one ``write(2)`` on a file opened for appending, so a
 reader never sees half a line and a resumed run continues the same log; ``-`` is stderr.
-A log that cannot be written is given up with one warning: it never stops the run.
+A log that cannot be written is given up with one warning: it never stops the run. Settings
+a stop message names are spelled as flags, as on the terminal.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from types import TracebackType
 
 import orjson
 
+from batchrunner.cli.exits import flags_for
 from batchrunner.config import RunConfig
 from batchrunner.engine.events import Event
 from batchrunner.errors import ConfigError
@@ -42,6 +44,17 @@ def _same(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
+def _spelled(event: Event) -> Event:
+    """``event`` with the settings its stop message names spelled as flags: a halt's
+    ``message``, the end summary's ``stop_message``."""
+    if isinstance(message := event.get("message"), str):
+        event = event | {"message": flags_for(message)}
+    summary = event.get("summary")
+    if isinstance(summary, dict) and isinstance(stop := summary.get("stop_message"), str):
+        event = event | {"summary": summary | {"stop_message": flags_for(stop)}}
+    return event
+
+
 class JsonLines:
     """The sink of :class:`~batchrunner.engine.events.Events` that writes ``path``."""
 
@@ -60,7 +73,7 @@ class JsonLines:
     def __call__(self, event: Event) -> None:
         if self.problem is not None:
             return
-        line = orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE, default=str)
+        line = orjson.dumps(_spelled(event), option=orjson.OPT_APPEND_NEWLINE, default=str)
         try:
             view = memoryview(line)
             while view:  # a pipe may take a long line in parts; a file takes it whole

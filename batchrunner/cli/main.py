@@ -18,6 +18,7 @@ from batchrunner.cli.exits import Group
 from batchrunner.cli.export import export
 from batchrunner.cli.files import check_results_file
 from batchrunner.cli.merge import merge
+from batchrunner.cli.progress import counts
 from batchrunner.cli.run import job_settings, resolved_shard, run
 from batchrunner.config import default_paths, manifest_path
 from batchrunner.ledger.manifest import read_manifest
@@ -54,7 +55,7 @@ def status(target: Path, as_json: bool, refresh: bool) -> None:
         document = st.as_dict() | {"batch_jobs": jobs_as_json(jobs)}
         click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
-    by = ", ".join(f"{k}: {v}" for k, v in sorted(st.dead_by_status.items()))
+    by = counts(st.dead_by_status)
     lines = f"{st.input_lines:,} non-blank lines" + (f" in shard {st.shard}" if st.shard else "")
     click.echo(f"input          {st.input} ({lines})")
     click.echo(f"done           {st.done:,}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TextIO
 
@@ -27,7 +27,7 @@ from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.stats import RunStats
 from batchrunner.ledger.records import utc_iso
 
-__all__ = ["Eta", "ProgressView", "summary_table"]
+__all__ = ["Eta", "ProgressView", "counts", "summary_table"]
 
 #: The ETA reads the completion rate over this many seconds: longer is steadier, shorter
 #: follows a rate cut (or its recovery) sooner.
@@ -156,6 +156,11 @@ def _detail(s: RunStats) -> str:
     return text
 
 
+def counts(by_key: Mapping[str, int]) -> str:
+    """``400: 2, timeout: 1``: counts by failure key, in one order wherever they are shown."""
+    return ", ".join(f"{k}: {v}" for k, v in sorted(by_key.items()))
+
+
 def _usd(amount: float) -> str:
     return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
 
@@ -181,6 +186,13 @@ def summary_table(stats: RunStats, config: RunConfig) -> Table:
     t = Table(title="batchrunner summary", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
+    for k, v in _outcome_rows(stats, config) + _traffic_rows(stats, config.via):
+        t.add_row(k, v)
+    return t
+
+
+def _outcome_rows(stats: RunStats, config: RunConfig) -> list[tuple[str, str]]:
+    """Where every line ended: results, dead-lettered (and why), skipped, pending."""
     rows: list[tuple[str, str]] = [
         ("results", f"{stats.total_ok:,} → {config.output_path}{_this_run(stats.ok, stats)}"),
         (
@@ -189,8 +201,7 @@ def summary_table(stats: RunStats, config: RunConfig) -> Table:
         ),
     ]
     if stats.dead_by_status:
-        by = ", ".join(f"{k}: {v}" for k, v in sorted(stats.dead_by_status.items()))
-        rows.append(("  by status/type", by))
+        rows.append(("  by status/type", counts(stats.dead_by_status)))
     if stats.other_shards:
         rows.append(("other shards' lines", f"{stats.other_shards:,} (passed over)"))
     if stats.skipped_done:
@@ -199,8 +210,13 @@ def summary_table(stats: RunStats, config: RunConfig) -> Table:
         rows.append(("changed since done", f"{stats.changed_done:,} (not re-sent)"))
     if stats.pending:
         rows.append(("pending", f"{stats.pending:,}"))
-    causes = ", ".join(f"{k}: {v}" for k, v in sorted(stats.retry_causes.items()))
-    rows += [
+    return rows
+
+
+def _traffic_rows(stats: RunStats, via: str) -> list[tuple[str, str]]:
+    """What it took: requests and retries, time, tokens and cost."""
+    causes = counts(stats.retry_causes)
+    rows = [
         (
             "requests sent",
             f"{stats.sent:,} ({stats.retries:,} retries{': ' + causes if causes else ''})",
@@ -212,9 +228,7 @@ def summary_table(stats: RunStats, config: RunConfig) -> Table:
         ("tokens", f"{stats.prompt_tokens:,} prompt + {stats.completion_tokens:,} completion"),
     ]
     if stats.cost:
-        prices = "batch prices" if config.via == "batch" else "list prices"
+        prices = "batch prices" if via == "batch" else "list prices"
         rows.append(("cost", f"{_usd(stats.cost)} (approximate {prices}; see README)"))
     rows += _budget_rows(stats)
-    for k, v in rows:
-        t.add_row(k, v)
-    return t
+    return rows

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
-from batchrunner.cli.exits import ExitCode, stop_code
+from batchrunner.cli.exits import ExitCode, flags_for, stop_code
 from batchrunner.cli.options import STDOUT, CliOnly
 from batchrunner.cli.progress import summary_table
 from batchrunner.config import RunConfig
@@ -58,7 +58,7 @@ def exit_code(stats: RunStats) -> ExitCode:
 
 def _tell_stop(stats: RunStats, config: RunConfig, err: Console) -> None:
     if stats.stop_message is not None:
-        err.print(f"{stats.stop_message}.", markup=False)
+        err.print(f"{flags_for(stats.stop_message)}.", markup=False)
     if stats.stop_reason == "interrupted":
         err.print(f"interrupted: {stats.done:,} done this run, {stats.pending:,} pending.")
     err.print(f"resume with: {config.command}", markup=False)
@@ -84,9 +84,13 @@ def verdict(stats: RunStats, config: RunConfig) -> str:
 
 
 def summary_data(stats: RunStats, config: RunConfig) -> dict[str, Any]:
-    """The summary as JSON: the counters, where the files are, the exit code."""
+    """The summary as JSON: the counters (a stop message with settings spelled as flags),
+    where the files are, the exit code."""
     files = {"output": str(config.output_path), "dead_letter": str(config.dead_letter_path)}
-    return stats.as_dict() | files | {"exit_code": int(exit_code(stats))}
+    data = stats.as_dict() | files | {"exit_code": int(exit_code(stats))}
+    if stats.stop_message is not None:
+        data["stop_message"] = flags_for(stats.stop_message)
+    return data
 
 
 def _json(data: dict[str, Any]) -> bytes:

@@ -17,6 +17,7 @@ from batchrunner.errors import BatchRunnerError
 
 __all__ = ["run_with_signals"]
 
+#: Seconds between two redraws of the progress display: smoother costs the run CPU.
 _TICK = 0.25
 
 

@@ -6,7 +6,7 @@ return a :class:`~batchrunner.vocabulary.Success` (the answer's raw JSON, kept a
 :mod:`~batchrunner.clients.classify` from the same bytes, with the key taken out of both;
 neither raises for an ordinary failed request. Both go through the proxy the environment names.
 
-May import: ``config``, ``errors``, ``vocabulary``.
+May import: ``config``, ``errors``, ``runfiles``, ``vocabulary``.
 """
 
 from __future__ import annotations

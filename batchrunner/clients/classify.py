@@ -62,6 +62,8 @@ _TYPES: dict[int, FailureType] = {
     422: "validation_error",
     429: "rate_limited",
 }
+#: A failure's message is cut to this many characters: enough for any API error's words,
+#: and a server that answers with a whole page does not bloat every dead-letter line.
 _MAX_MESSAGE = 500
 #: Keys shorter than this are not looked for (they would only mangle ordinary words), and
 #: a message's tail is taken out when it begins the key with more characters than this.

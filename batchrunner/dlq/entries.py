@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from batchrunner.config import manifest_path
+from batchrunner.config import MANIFEST_SUFFIX, manifest_path
 from batchrunner.errors import DlqError, DlqWriteError, LedgerError
 from batchrunner.ledger.manifest import read_manifest
 from batchrunner.ledger.records import DeadFields, loads_object, read_dead, read_records
@@ -81,7 +81,7 @@ def find_run(dead_letter: Path, results: Path | None = None) -> RunFiles:
     if results is not None:
         if not results.is_file():
             what = "is not a file" if results.exists() else "does not exist"
-            raise DlqError(f"results file {results} {what}")
+            raise DlqError(f"results file {results} {what}", path=results)
         manifest = _quiet_manifest(manifest_path(results))
         return RunFiles(results, manifest, "option")
     manifest = _manifest_for(dead_letter)
@@ -98,7 +98,7 @@ def _manifest_for(dead_letter: Path) -> dict[str, Any] | None:
     target = dead_letter.resolve()
     try:
         candidates = sorted(
-            dead_letter.parent.glob("*.manifest.json"), key=lambda p: p.stat().st_mtime
+            dead_letter.parent.glob(f"*{MANIFEST_SUFFIX}"), key=lambda p: p.stat().st_mtime
         )
     except OSError:
         return None
@@ -132,12 +132,12 @@ def live_entries(
     """
     if not dead_letter.is_file():
         what = "is not a file" if dead_letter.exists() else "does not exist"
-        raise DlqError(f"dead-letter file {dead_letter} {what}")
+        raise DlqError(f"dead-letter file {dead_letter} {what}", path=dead_letter)
     try:
         state = scan_readonly(results, dead_letter, with_fp=False, done_ids=False)
     except OSError as exc:
-        where = exc.filename or dead_letter
-        raise DlqError(f"cannot read {where}: {exc.strerror or exc}") from None
+        unread = exc.filename or dead_letter
+        raise DlqError(f"cannot read {unread}: {exc.strerror or exc}", path=unread) from None
     if warnings is not None:
         warnings.extend(state.warnings)
     return LiveEntries(dead_letter, state)
@@ -178,7 +178,7 @@ class LiveEntries:
                     if entry is not None:
                         yield entry
         except OSError as exc:
-            raise DlqError(f"cannot read {self._path}: {exc.strerror or exc}") from None
+            raise _unreadable(self._path, exc) from None
 
     def _sorted(self) -> tuple[array[int], array[int]]:
         """Where each entry in force starts, and their ranks sorted by input line."""
@@ -202,7 +202,7 @@ class LiveEntries:
             for offset, _, raw in read_records(self._path):
                 yield offset, raw
         except OSError as exc:
-            raise DlqError(f"cannot read {self._path}: {exc.strerror or exc}") from None
+            raise _unreadable(self._path, exc) from None
 
     def _live(self, offset: int, raw: bytes) -> DeadLetter | None:
         found = self._in_force(offset, raw)
@@ -214,6 +214,10 @@ class LiveEntries:
         if obj is None or fields is None or not self._state.in_force(offset, fields):
             return None
         return obj, fields
+
+
+def _unreadable(path: Path, exc: OSError) -> DlqError:
+    return DlqError(f"cannot read {path}: {exc.strerror or exc}", path=path)
 
 
 def _entry(obj: dict[str, Any], fields: DeadFields, raw: bytes) -> DeadLetter:

@@ -11,7 +11,8 @@ from pathlib import Path
 import orjson
 
 from batchrunner.config import ENDPOINTS
-from batchrunner.dlq.entries import DeadLetter, DlqError, DlqWriteError, json_text
+from batchrunner.dlq.entries import DeadLetter, json_text
+from batchrunner.errors import DlqError, DlqWriteError
 from batchrunner.input.idset import IdSet
 from batchrunner.input.lines import BadLine, parse_line
 
@@ -91,9 +92,9 @@ def write_requeue(path: Path, lines: Iterable[bytes], *, force: bool = False) ->
     try:
         f = path.open("wb" if force else "xb")  # x: the existence check cannot race
     except FileExistsError:
-        raise DlqError(f"{path} already exists; pass --force to overwrite it") from None
+        raise DlqError(f"{path} already exists; pass `force` to overwrite it", path=path) from None
     except OSError as exc:
-        raise DlqWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise _cannot_write(path, exc) from None
     written = 1
     try:
         with f:
@@ -105,6 +106,11 @@ def write_requeue(path: Path, lines: Iterable[bytes], *, force: bool = False) ->
         with contextlib.suppress(OSError):  # half a file would pass for the whole list
             path.unlink()
         if isinstance(exc, OSError):
-            raise DlqWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise _cannot_write(path, exc) from None
         raise
     return written
+
+
+def _cannot_write(path: Path, exc: OSError) -> DlqWriteError:
+    message = f"cannot write {path}: {exc.strerror or exc}"
+    return DlqWriteError(message, path=path, cause=exc)

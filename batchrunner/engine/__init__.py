@@ -2,5 +2,6 @@
 through the gates, the retry policy, the circuit breaker, and the writer of each item's
 single outcome.
 
-May import: every package but ``cli``, ``dlq`` and ``mock``.
+May import: ``config``, ``errors``, ``runfiles``, ``vocabulary``, ``input``, ``clients``,
+``limits``, ``ledger``.
 """

@@ -1,5 +1,5 @@
 """What requests use and cost: each item's token estimate, whether it may be sent at all
-(its size against ``--tpm``, the budget of ``--max-tokens-total``/``--max-cost``), and the
+(its size against ``tpm``, the budget of ``max_tokens_total``/``max_cost``), and the
 tokens and dollars the answers report.
 
 It decides and says so; acting on it (dead-lettering, stopping the run) is the caller's.
@@ -79,7 +79,7 @@ class Accounting:
 
     async def admit(self, item: Item) -> Estimate | Failure | Stop:
         """The item's estimate, reserved against the budget: it may be sent. Or a
-        ``too_large`` failure (more than the whole ``--tpm``: dead-letter it), or a stop
+        ``too_large`` failure (more than the whole ``tpm``: dead-letter it), or a stop
         (the budget would be passed even with nothing in flight: the item stays pending).
         While items in flight hold the budget it waits for them to end, not stops."""
         if not self._estimating:
@@ -102,7 +102,7 @@ class Accounting:
         return estimate
 
     def _spent(self) -> Stop:
-        what = "--max-cost" if self._spending.max_cost is not None else "--max-tokens-total"
+        what = "`max_cost`" if self._spending.max_cost is not None else "`max_tokens_total`"
         return Stop(
             "budget",
             f"budget reached: the next request would pass {what}; "

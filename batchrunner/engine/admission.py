@@ -24,6 +24,9 @@ from batchrunner.vocabulary import TRANSIENT, failure_key
 
 __all__ = ["admit"]
 
+#: Lines that need no sending (done, dead, bad) between two turns given back to the loop:
+#: resuming a long, mostly done file must not keep signals, progress and answers waiting.
+#: Fewer turns the loop more often, at the cost of a pass through the workers' window.
 _BREATHE_EVERY = 512
 
 

@@ -78,5 +78,5 @@ def fatal_hint(failure: Failure) -> str:
     if failure.type == "forbidden":
         return "the API key may not use this model or endpoint"
     if failure.type == "invalid_model":
-        return "the model does not exist: check --model or the bodies' model"
-    return "the endpoint or model was not found: check --endpoint, --model and --server-url"
+        return "the model does not exist: check `model` or the bodies' model"
+    return "the endpoint or model was not found: check `endpoint`, `model` and `server_url`"

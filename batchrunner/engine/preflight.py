@@ -20,26 +20,28 @@ from batchrunner.input.lines import BadLine, Item, read_input
 
 __all__ = ["check_server", "first_item"]
 
+#: Seconds the ``GET /v1/models`` check waits (the run's timeout, if shorter). Long enough
+#: for a slow API; short enough that an unreachable server is refused before a long wait.
 _TIMEOUT = 15.0
 
 
 def first_item(config: RunConfig) -> Item:
     """The first usable request of the input, or a :class:`ConfigError` naming why none is."""
-    bad: list[BadLine] = []
+    first: BadLine | None = None
     lines = 0
     for entry in read_input(config.input_path, config.endpoint, config.model):
         if isinstance(entry, Item):
             return entry
         if isinstance(entry, BadLine):
             lines += 1
-            if len(bad) < 1:
-                bad.append(entry)
-    if not bad:
-        raise ConfigError(f"{config.input_path} has no requests (it is empty or blank)")
-    first = bad[0]
+            first = first or entry
+    if first is None:
+        message = f"{config.input_path} has no requests (it is empty or blank)"
+        raise ConfigError(message, path=config.input_path)
     raise ConfigError(
         f"{config.input_path} has no usable request: all {lines} lines are bad "
-        f"(line {first.line}: {first.message})"
+        f"(line {first.line}: {first.message})",
+        path=config.input_path,
     )
 
 
@@ -57,7 +59,8 @@ async def check_server(config: RunConfig, item: Item) -> None:
             status, body = resp.status, await resp.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
-        raise ConfigError(f"cannot reach {config.server_url}: {reason}") from None
+        message = f"cannot reach {config.server_url}: {reason}"
+        raise ConfigError(message, setting="server_url", found=config.server_url) from None
     if status in (401, 403):
         raise ConfigError(f"the server refused the API key ({status}): check MISTRAL_API_KEY")
     offered = _model_ids(body) if status == 200 else None
@@ -69,7 +72,9 @@ async def check_server(config: RunConfig, item: Item) -> None:
             some = ", ".join(sorted(offered)[:8])
             raise ConfigError(
                 f"model {model!r} is not offered by {config.server_url} (it offers {some}…); "
-                "check --model or the bodies' model"
+                "check `model` or the bodies' model",
+                setting="model",
+                found=model,
             )
 
 

@@ -62,8 +62,8 @@ class Engine:
         )
         try:
             prices = price_table(config.prices)
-        except ValueError as exc:
-            raise ConfigError(f"prices: {exc}") from None
+        except ValueError as exc:  # its message names the prices entry at fault
+            raise ConfigError(str(exc), setting="prices", found=config.prices) from None
         spending = Spending(config.max_tokens_total, config.max_cost, prices)
         self._accounting = Accounting(config.endpoint, config.tpm, spending, CostMeter(prices))
         self._opened: Opened | None = None

@@ -1,4 +1,4 @@
 """Reading INPUT: one physical line in, one request (or the reason it is bad) out.
 
-May import: ``config``, ``errors``, ``vocabulary``.
+May import: ``config``, ``errors``, ``runfiles``, ``vocabulary``.
 """

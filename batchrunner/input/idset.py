@@ -11,6 +11,8 @@ from array import array
 
 __all__ = ["IdSet"]
 
+#: Slots of a new set (32 KiB): a small file never grows it; a big one doubles its way up,
+#: each doubling a rehash, so a larger start saves a few rehashes for memory a small one wastes.
 _START = 1 << 12
 
 

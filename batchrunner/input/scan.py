@@ -9,6 +9,8 @@ from pathlib import Path
 
 __all__ = ["InputScan", "scan_input"]
 
+#: Bytes hashed per read: large enough that the calls cost nothing beside the hashing,
+#: small enough to be no memory.
 _CHUNK = 1 << 20
 
 

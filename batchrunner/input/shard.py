@@ -73,11 +73,11 @@ def _from_env(count: int, env: Mapping[str, str]) -> Shard:
             index -= _whole(low, "SLURM_ARRAY_TASK_MIN")
             given += f" minus SLURM_ARRAY_TASK_MIN={low}"
         if not 0 <= index < count:
-            message = f"--shard auto/{count}: {given} is shard {index}, not one of 0 to {count - 1}"
+            message = f"`shard` auto/{count}: {given} is shard {index}, not one of 0 to {count - 1}"
             raise ConfigError(message, setting="shard")
         return Shard(index, count)
     raise ConfigError(
-        f"--shard auto/{count}: no shard index in the environment: set BATCHRUNNER_SHARD "
+        f"`shard` auto/{count}: no shard index in the environment: set BATCHRUNNER_SHARD "
         f"(0 to {count - 1}), or run as a Kubernetes Indexed Job (JOB_COMPLETION_INDEX) or a "
         "SLURM job array (SLURM_ARRAY_TASK_ID)",
         setting="shard",
@@ -91,4 +91,4 @@ def _whole(value: str, name: str) -> int:
 
 
 def _refused(text: str, expected: str) -> ConfigError:
-    return ConfigError(f"--shard {text!r}: expected {expected}", setting="shard")
+    return ConfigError(f"`shard` {text!r}: expected {expected}", setting="shard")

@@ -1,5 +1,5 @@
 """The files are the state: append-only outcome files, their line shapes, what they say is
 decided (in compact tables, for millions of ids), the run manifest, and ``status``.
 
-May import: ``config``, ``errors``, ``vocabulary``, ``input``.
+May import: ``config``, ``errors``, ``runfiles``, ``vocabulary``, ``input``.
 """

@@ -49,10 +49,10 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise LedgerError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise LedgerError(f"cannot read {path}: {exc.strerror or exc}", path=path) from None
     except orjson.JSONDecodeError as exc:
         raise LedgerError(
-            f"{path} is not valid JSON ({exc.msg}); remove it or use --restart"
+            f"{path} is not valid JSON ({exc.msg}); remove it or use `restart`", path=path
         ) from None
     return data if isinstance(data, dict) else None
 
@@ -111,8 +111,9 @@ def check_manifest(config: RunConfig, scan: InputScan) -> tuple[InputChange, dic
     if not config.allow_changed_input:
         raise LedgerError(
             f"{config.input_path} was edited since {config.output_path} was written; "
-            "pass --allow-changed-input to continue (done ids are not re-sent, changed ones "
-            "are counted) or --restart to start over (old files are kept)"
+            "pass `allow_changed_input` to continue (done ids are not re-sent, changed ones "
+            "are counted) or `restart` to start over (old files are kept)",
+            path=config.input_path,
         )
     return "edited", old
 
@@ -135,8 +136,9 @@ def _check_same_run(config: RunConfig, old: dict[str, Any]) -> None:
         if before != now:
             raise LedgerError(
                 f"{config.output_path} was produced with {what} {before} and this run uses "
-                f"{now}; pass --restart to start over (old files are kept) "
-                "or choose another -o"
+                f"{now}; pass `restart` to start over (old files are kept) "
+                "or choose another `output_path`",
+                path=config.output_path,
             )
 
 
@@ -144,11 +146,12 @@ def _check_shard(config: RunConfig, old: object) -> None:
     """Files of one shard hold only its lines: another shard, or none, must not resume them."""
     if old == config.shard:
         return
-    held = f"shard {old}" if old is not None else "the whole input (no --shard)"
+    held = f"shard {old}" if old is not None else "the whole input (no `shard`)"
     wanted = f"shard {config.shard}" if config.shard is not None else "the whole input"
     raise LedgerError(
         f"{config.output_path} holds {held} and this run is for {wanted}; "
-        "give each shard its own -o/--dead-letter (the default names do)"
+        "give each shard its own `output_path`/`dead_letter_path` (the default names do)",
+        path=config.output_path,
     )
 
 
@@ -190,7 +193,7 @@ def _replace(path: Path, data: dict[str, Any]) -> None:
 
 
 def move_aside(config: RunConfig) -> list[Path]:
-    """``--restart``: rename the old files (and the batch jobs record) with a timestamp;
+    """``restart``: rename the old files (and the batch jobs record) with a timestamp;
     never delete them."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
     moved = []

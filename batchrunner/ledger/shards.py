@@ -55,21 +55,24 @@ def find_shards(input_path: Path, given: Sequence[str]) -> list[ShardFiles]:
     for f in found:
         other = by_index.setdefault(f.shard.index, f)
         if other is not f:
-            raise LedgerError(f"shard {f.shard} comes twice: {other.results} and {f.results}")
+            message = f"shard {f.shard} comes twice: {other.results} and {f.results}"
+            raise LedgerError(message, path=f.results)
     return [by_index[k] for k in sorted(by_index)]
 
 
 def _shard_files(results: Path) -> ShardFiles:
     if not results.is_file():
-        raise LedgerError(f"shard results file {results} does not exist")
+        raise LedgerError(f"shard results file {results} does not exist", path=results)
     manifest = read_manifest(manifest_path(results))
     if manifest is None:
         raise LedgerError(
-            f"no run manifest beside {results}: is it the results file of a --shard run?"
+            f"no run manifest beside {results}: is it the results file of a `shard` run?",
+            path=results,
         )
     shard = Shard.parse(str(manifest.get("shard") or ""))
     if shard is None:
-        raise LedgerError(f"{results} holds a run without --shard: there is nothing to merge")
+        message = f"{results} holds a run without `shard`: there is nothing to merge"
+        raise LedgerError(message, path=results)
     return ShardFiles(shard, results, _dead_of(results, manifest), manifest)
 
 
@@ -78,6 +81,7 @@ def _dead_of(results: Path, manifest: dict[str, Any]) -> Path:
     (files gathered from several machines), else where the manifest says."""
     recorded = manifest.get("dead_letter")
     if not isinstance(recorded, str):
-        raise LedgerError(f"{manifest_path(results)} names no dead-letter file")
+        where = manifest_path(results)
+        raise LedgerError(f"{where} names no dead-letter file", path=where)
     beside = results.with_name(Path(recorded).name)
     return beside if beside.exists() else Path(recorded)

@@ -58,14 +58,16 @@ def run_status(results_path: Path) -> RunStatus:
     manifest_file = manifest_path(results_path)
     manifest = read_manifest(manifest_file)
     if manifest is None:
-        raise LedgerError(f"no run manifest at {manifest_file}: is {results_path} a results file?")
+        message = f"no run manifest at {manifest_file}: is {results_path} a results file?"
+        raise LedgerError(message, path=manifest_file)
     input_path, dead_path, endpoint, model = _run_of(manifest, manifest_file)
     try:
         state = scan_readonly(results_path, dead_path, with_fp=False)
     except OSError as exc:
-        raise LedgerError(f"cannot read the run's files: {exc.strerror or exc}") from None
+        message = f"cannot read the run's files: {exc.strerror or exc}"
+        raise LedgerError(message, path=exc.filename) from None
     if not input_path.is_file():
-        raise LedgerError(f"the run's input {input_path} no longer exists")
+        raise LedgerError(f"the run's input {input_path} no longer exists", path=input_path)
     shard = manifest_shard(manifest)
     prefix = implicit_id_prefix(manifest)
     counts, by_key = _count(state, input_path, endpoint, model, prefix=prefix, shard=shard)
@@ -123,7 +125,8 @@ def _run_of(manifest: dict[str, Any], path: Path) -> tuple[Path, Path, str, str 
         manifest.get(k) for k in ("input", "dead_letter", "endpoint", "model")
     )
     if not (isinstance(input_, str) and isinstance(dead, str) and endpoint in ENDPOINTS):
-        raise LedgerError(f"{path} is not a batchrunner run manifest (missing or odd fields)")
+        message = f"{path} is not a batchrunner run manifest (missing or odd fields)"
+        raise LedgerError(message, path=path)
     assert isinstance(endpoint, str)
     return Path(input_), Path(dead), endpoint, model if isinstance(model, str) else None
 

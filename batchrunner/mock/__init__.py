@@ -13,6 +13,8 @@ It also speaks the Files and Batch APIs (:mod:`batchrunner.mock.files`,
 :mod:`batchrunner.mock.batch`): a job answers each line as the online endpoint
 would (markers included) and can be told to end FAILED or TIMEOUT_EXCEEDED
 half-way or to be slow to cancel, see :mod:`batchrunner.mock.jobfaults`.
+
+May import: ``errors`` only; the server stands apart from the runner it tests.
 """
 
 from batchrunner.mock.app import MockServer, start_server

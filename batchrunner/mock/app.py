@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import struct
 import time
@@ -41,6 +42,8 @@ class _Pipeline:
         self.stats = Stats()
         self.log = RequestLog(config.log_path) if config.log_path else None
         self.decider = Decider(config, self.stats)
+        # Jitter has its own RNG so the fault sequence depends only on seed and order.
+        self._jitter = random.Random(config.seed + 1)
 
     def authorized(self, request: web.Request) -> bool:
         return authorized(request, self.config.require_key)
@@ -50,7 +53,7 @@ class _Pipeline:
         cfg = self.config
         base = cfg.latency_ms
         if cfg.jitter_ms:
-            base += self.decider.jitter_rng.uniform(-cfg.jitter_ms, cfg.jitter_ms)
+            base += self._jitter.uniform(-cfg.jitter_ms, cfg.jitter_ms)
         return max(0.0, base / 1000.0) + extra
 
     async def api(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any, NamedTuple
 
 from batchrunner.mock.config import MockConfig
@@ -47,15 +46,13 @@ class Decider:
     HTTP requests.
     """
 
-    __slots__ = ("config", "jitter_rng", "random_faults", "rps", "scripted", "stats", "tpm")
+    __slots__ = ("config", "random_faults", "rps", "scripted", "stats", "tpm")
 
     def __init__(self, config: MockConfig, stats: Stats) -> None:
         self.config = config
         self.stats = stats
         self.scripted = ScriptedFaults()
         self.random_faults = RandomFaults(config.error_rates, config.seed)
-        # Jitter has its own RNG so the fault sequence depends only on seed and order.
-        self.jitter_rng = random.Random(config.seed + 1)
         limit = config.limit_rps
         self.rps = request_limit(config.limit_algo, limit) if limit is not None else None
         self.tpm = TokenWindow(config.limit_tpm) if config.limit_tpm is not None else None
