@@ -14,7 +14,12 @@ from batchrunner.errors import DlqError, LedgerError
 from batchrunner.ledger.records import is_dead_entry, is_result
 from batchrunner.runfiles import dead_letter_beside, recorded_dead_letter
 
-__all__ = ["FileKind", "check_dead_letter_file", "check_results_file", "kind_of"]
+__all__ = [
+    "FileKind",
+    "check_dead_letter_file",
+    "check_results_file",
+    "kind_of",
+]
 
 FileKind = Literal["results", "dead_letter", "input", "manifest", "job", "other", "empty"]
 

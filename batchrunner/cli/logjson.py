@@ -26,22 +26,12 @@ __all__ = ["JsonLines", "open_log"]
 def open_log(path: Path, config: RunConfig) -> JsonLines:
     """The log at ``path`` for the run of ``config``; never one of the run's own files."""
     if str(path) != "-":
-        own = (config.input_path, config.output_path, config.dead_letter_path)
-        if any(_same(path, p) for p in (*own, config.manifest_path)):
-            expected = "a file other than the run's input, results, dead-letter and manifest"
-            raise ConfigError(f"log_json must be {expected}", setting="log_json", expected=expected)
+        config.check_apart("log_json", path)
     try:
         return JsonLines(path)
     except OSError as exc:
         message = f"cannot open the --log-json file {path}: {exc.strerror or exc}"
         raise ConfigError(message, setting="log_json", path=path) from None
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return a.samefile(b)
-    except OSError:  # one does not exist (yet): compare where they would be
-        return a.resolve() == b.resolve()
 
 
 def _spelled(event: Event) -> Event:

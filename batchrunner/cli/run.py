@@ -57,8 +57,7 @@ def run(**flags: Any) -> None:
         shard = resolved_shard(library.get("shard"))
         library["shard"] = None if shard is None else str(shard)
         config = RunConfig(**library)
-        if own.summary_json not in (None, STDOUT):
-            config.check_apart("summary_json", own.summary_json)
+        _check_summary_path(own.summary_json, config)
         if own.dry_run:
             sys.exit(show_dry_run(config, as_json=own.json_to_stdout))
         with prepared(config) as (ready, warnings):
@@ -73,6 +72,20 @@ def run(**flags: Any) -> None:
 def resolved_shard(value: str | None) -> Shard | None:
     """``--shard`` as a shard (``auto/N`` from the environment), or ``None``."""
     return None if value is None else resolve_shard(value, os.environ)
+
+
+def _check_summary_path(path: Path | None, config: RunConfig) -> None:
+    """``--summary-json`` is written when the run ends: a path it could not be written to, or
+    one of the run's own files it would overwrite, is refused before anything is sent."""
+    if path is None or path == STDOUT:
+        return
+    config.check_apart("summary_json", path)
+    where = "a file in an existing folder (create the folder first)"
+    if path.is_dir() or not path.parent.is_dir():
+        found = path if path.is_dir() else path.parent
+        raise ConfigError(
+            f"summary_json must be {where}: {found}", setting="summary_json", expected=where
+        )
 
 
 def _send(config: RunConfig, own: CliOnly) -> RunStats:
