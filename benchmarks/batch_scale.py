@@ -98,7 +98,7 @@ def _run(inp: Path, url: str, n: int) -> Figures:
     record = results.with_name(results.name + ".jobs") / "jobs.jsonl"
     cmd = [
         sys.executable, "-m", "batchrunner", "run", str(inp), "--via", "batch", "--model",
-        MODEL, "--server-url", url, "--quiet", "--batch-poll", "0.2", "--batch-poll-max", "1",
+        MODEL, "--server-url", url, "--silent", "--batch-poll", "0.2", "--batch-poll-max", "1",
     ]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=os.environ | {"MISTRAL_API_KEY": "bench"})
