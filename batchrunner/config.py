@@ -492,7 +492,8 @@ def _check_url(c: RunConfig) -> None:
         url, port_ok = None, False
     if url is None or url.scheme not in ("http", "https") or not url.hostname or not port_ok:
         # Shown only when it cannot hold a secret (a user name, a password): see above.
-        shown = c.server_url if "@" not in c.server_url else _NOT_SHOWN
+        readable = url is not None and "@" not in c.server_url
+        shown = c.server_url if readable else _NOT_SHOWN
         raise _refused("server_url", "an http:// or https:// URL with a host", shown)
 
 
@@ -521,8 +522,8 @@ def _check_secrets(c: RunConfig) -> None:
     try:
         url = urlsplit(c.server_url)
         credentials = url.username is not None or url.password is not None
-    except ValueError:
-        raise _refused("server_url", "a valid http(s) URL") from None
+    except ValueError:  # not a URL at all: _check_url says so, without showing it
+        credentials = "@" in c.server_url
     if credentials:
         expected = "a URL without a user name or password (the key goes in MISTRAL_API_KEY)"
         raise _refused("server_url", expected)

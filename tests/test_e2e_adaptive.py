@@ -91,7 +91,7 @@ def test_without_rps_a_limited_server_gets_a_paced_rate(tmp_path: Path) -> None:
     refused = sum(r["status"] == 429 for r in chats)
     assert refused < 0.3 * n  # before: about one 429 for every item
     assert summary["done_per_s"] > 0 and summary["requests_per_s"] >= summary["done_per_s"]
-    progress = [line for line in stderr.splitlines() if line.startswith("progress:")]
+    progress = [line for line in stderr.splitlines() if "Z progress: " in line]  # timestamped
     assert progress and all("done/s" in p and "sent/s" in p for p in progress)
 
 

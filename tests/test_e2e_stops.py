@@ -127,9 +127,9 @@ def test_results_given_as_a_directory_is_one_line(tmp_path: Path) -> None:
     inp = write_jsonl(tmp_path / "in.jsonl", rows(2))
     (tmp_path / "adir").mkdir()
     res = run_cli("run", inp, "--mock", "--quiet", "-o", tmp_path / "adir")
-    assert res.code == 3
+    assert res.code == 2  # refused as a usage error before anything is opened or sent
     one_line_error(res.stderr)
-    assert "cannot write" in res.stderr and "adir" in res.stderr
+    assert "must be a file, not the folder" in res.stderr and "adir" in res.stderr
 
 
 def test_a_read_only_results_file_is_one_line(tmp_path: Path) -> None:
