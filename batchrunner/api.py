@@ -4,7 +4,7 @@
 (input first, so that a missing input is not reported as a missing key), the key looked
 for, and the embedded mock server started when the config asks for it.
 
-May import: ``config``, ``errors``, ``runfiles``, ``vocabulary``, ``engine``, ``mock``.
+May import: ``config``, ``errors``, ``runfiles``, ``vocabulary``, ``engine``, ``batch``, ``mock``.
 """
 
 from __future__ import annotations
@@ -16,14 +16,19 @@ import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
+from batchrunner.batch.jobs import check_no_live_jobs
 from batchrunner.config import RunConfig
 from batchrunner.engine.run import Engine
 from batchrunner.engine.stats import RunStats
 from batchrunner.errors import BatchRunnerError, ConfigError
 from batchrunner.mock.process import running_mock
+
+if TYPE_CHECKING:
+    from batchrunner.batch.run import BatchRun
 
 __all__ = ["Progress", "arun", "check_files", "prepared", "run"]
 
@@ -39,7 +44,8 @@ _NO_KEY = (
 
 
 def run(config: RunConfig) -> RunStats:
-    """Run ``config`` to its end and return its counters (blocking).
+    """Run ``config`` to its end and return its counters (blocking): online, or as Batch
+    API jobs with ``via="batch"``.
 
     Inside a running event loop (a notebook cell, an async function) use :func:`arun`.
     """
@@ -61,9 +67,9 @@ async def arun(
     cm = prepared(config)
     ready, warnings = await anyio.to_thread.run_sync(cm.__enter__)
     try:
-        engine = Engine(ready)
-        engine.stats.warnings.extend(warnings)
-        stats = await _watched(engine, progress, every)
+        runner = _runner(ready)
+        runner.stats.warnings.extend(warnings)
+        stats = await _watched(runner, progress, every)
     finally:
         await anyio.to_thread.run_sync(cm.__exit__, None, None, None)
     if progress is not None:
@@ -71,7 +77,17 @@ async def arun(
     return stats
 
 
-async def _watched(engine: Engine, progress: Progress | None, every: float) -> RunStats:
+def _runner(config: RunConfig) -> Engine | BatchRun:
+    """What runs ``config``: the engine, or with ``via="batch"`` the batch run."""
+    if config.via == "batch":
+        # Imported here: the SDK it drives costs every other run ~0.4 s to load.
+        from batchrunner.batch.run import BatchRun
+
+        return BatchRun(config)
+    return Engine(config)
+
+
+async def _watched(engine: Engine | BatchRun, progress: Progress | None, every: float) -> RunStats:
     if progress is None:
         return await engine.run()
     error: BatchRunnerError | None = None
@@ -96,9 +112,12 @@ async def _tell(stats: RunStats, progress: Progress, every: float) -> None:
 
 @contextmanager
 def prepared(config: RunConfig) -> Iterator[tuple[RunConfig, list[str]]]:
-    """(the config to run, warnings): the files checked, the key found, and with
-    ``config.mock`` the embedded mock server running on 127.0.0.1 until the block ends."""
+    """(the config to run, warnings): the files checked, no batch job of the run still out
+    when it is to be sent online, the key found, and with ``config.mock`` the embedded mock
+    server running on 127.0.0.1 until the block ends."""
     check_files(config)
+    if config.via == "online" and not config.restart:
+        check_no_live_jobs(config.output_path)  # their ids may still come home
     if not config.mock:
         if config.api_key is None:
             raise ConfigError(_NO_KEY, setting="api_key")

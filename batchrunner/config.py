@@ -32,6 +32,7 @@ from batchrunner.runfiles import (
 )
 
 __all__ = [
+    "BATCH_MAX_BYTES",
     "DEFAULT_ENDPOINT",
     "DEFAULT_SERVER_URL",
     "ENDPOINTS",
@@ -45,6 +46,7 @@ __all__ = [
     "RunConfig",
     "Setting",
     "Shard",
+    "Via",
     "default_paths",
     "manifest_path",
     "option",
@@ -72,6 +74,13 @@ MAX_POOL = 1024
 MAX_CONCURRENCY = 4096
 
 ClientKind = Literal["http", "sdk"]
+
+#: ``online`` sends each request itself; ``batch`` hands them to Mistral's Batch API as jobs.
+Via = Literal["online", "batch"]
+
+#: The size cap of one uploaded batch file: under the Files API's 512 MB, with room for
+#: the multipart envelope whichever way "MB" is counted.
+BATCH_MAX_BYTES = 500_000_000
 
 #: What a setting holds, as a command line and a job file spell it.
 Kind = Literal["bool", "int", "number", "str", "path", "ints", "table", "count"]
@@ -320,6 +329,30 @@ class RunConfig:
         default=True,
         metadata=option("Check key and model with GET /v1/models first.", switch=True),
     )
+    via: Via = field(default="online", metadata=option("Send online, or as Batch API jobs."))
+    batch_max_requests: int = field(
+        default=1_000_000, metadata=option("With --via batch: requests per job at most.")
+    )
+    batch_max_bytes: int = field(
+        default=BATCH_MAX_BYTES, metadata=option("With --via batch: bytes per uploaded file.")
+    )
+    batch_group_by_model: bool = field(
+        default=False,
+        metadata=option("With --via batch: one job per model (else other models are dead)."),
+    )
+    #: Polling waits grow from ``batch_poll`` to ``batch_poll_max`` (x1.5 a poll).
+    batch_poll: float = field(
+        default=5.0, metadata=option("With --via batch: first wait between polls, seconds.")
+    )
+    batch_poll_max: float = field(
+        default=60.0, metadata=option("With --via batch: longest wait between polls, seconds.")
+    )
+    cancel: bool = field(
+        default=False,
+        metadata=option(
+            "With --via batch: cancel this run's live jobs, keep what they sent.", job=False
+        ),
+    )
     #: ``K/N``: send only the lines of shard K (from 0) of N (:mod:`batchrunner.input.shard`).
     shard: str | None = field(
         default=None,
@@ -415,7 +448,15 @@ def _refused(setting: str, expected: str, found: object = _NOT_SHOWN) -> ConfigE
 
 
 def _check_ranges(c: RunConfig) -> None:
-    least = {"concurrency": 1, "tpm": 1, "max_attempts": 1, "reorder_buffer": 1, "breaker": 0}
+    least = {
+        "concurrency": 1,
+        "tpm": 1,
+        "max_attempts": 1,
+        "reorder_buffer": 1,
+        "breaker": 0,
+        "batch_max_requests": 1,
+        "batch_max_bytes": 1,
+    }
     for name, low in least.items():
         value = getattr(c, name)
         if value is not None and value < low:
@@ -429,7 +470,8 @@ def _check_ranges(c: RunConfig) -> None:
         value = getattr(c, name)
         if value is not None and not (value > 0 and math.isfinite(value)):
             raise _refused(name, "a positive number", value)
-    for name in ("backoff_max", "max_retry_after", "drain_timeout", "max_cost"):
+    positive = ("backoff_max", "max_retry_after", "drain_timeout", "max_cost")
+    for name in (*positive, "batch_poll", "batch_poll_max"):
         value = getattr(c, name)
         if value is not None and not value > 0:
             raise _refused(name, "a positive number", value)
@@ -459,6 +501,15 @@ def _check_together(c: RunConfig) -> None:
     if c.retry_statuses and not c.retry_dead:
         raise _refused("retry_statuses", "given with retry_dead (it selects what is sent again)")
     check_distinct(c.files())
+    if c.cancel and c.via != "batch":
+        raise _refused("cancel", "given with via batch (it cancels this run's batch jobs)")
+    if c.via == "batch" and c.model is None and not c.batch_group_by_model:
+        expected = "given with via batch (a batch job runs one model), or batch_group_by_model"
+        raise _refused("model", expected)
+    if c.via == "batch" and c.max_tokens_total is not None:
+        raise _refused("max_tokens_total", "left out with via batch (its budget is max_cost)")
+    if c.batch_poll_max < c.batch_poll:
+        raise _refused("batch_poll_max", "at least batch_poll", c.batch_poll_max)
 
 
 def _check_secrets(c: RunConfig) -> None:

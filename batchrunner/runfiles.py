@@ -1,5 +1,6 @@
 """The files of one run, by name: where the dead letters go by default, the companions each
-file keeps beside it (manifest, lock, torn-tail copy), and whether two names are one file.
+file keeps beside it (manifest, lock, torn-tail copy, batch jobs), and whether two names are
+one file.
 
 Imports only :mod:`batchrunner.errors`: :mod:`batchrunner.config` builds on it, and every
 part that reads or writes a run's files asks it where they are.
@@ -19,6 +20,7 @@ __all__ = [
     "check_apart",
     "check_distinct",
     "dead_letter_beside",
+    "jobs_dir",
     "lock_path",
     "manifest_path",
     "recorded_dead_letter",
@@ -45,6 +47,11 @@ MANIFEST_SUFFIX = ".manifest.json"
 def manifest_path(results: Path) -> Path:
     """The small run manifest kept beside a results file."""
     return results.with_name(results.name + MANIFEST_SUFFIX)
+
+
+def jobs_dir(results: Path) -> Path:
+    """The folder beside a results file that records the run's Batch API jobs."""
+    return results.with_name(results.name + ".jobs")
 
 
 def recorded_dead_letter(results: Path) -> Path | None:
@@ -90,6 +97,7 @@ def run_files(input_path: Path, output: Path, dead: Path) -> list[tuple[str, Pat
         ("output_path", output),
         ("dead_letter_path", dead),
         ("output_path's manifest", manifest_path(output)),
+        ("output_path's batch jobs", jobs_dir(output)),
         ("output_path's lock", lock_path(output)),
         ("dead_letter_path's lock", lock_path(dead)),
         ("output_path's torn-tail copy", torn_path(output)),

@@ -84,8 +84,9 @@ InputProblem = Literal[
 #: What a final failure leads to.
 Action = Literal["retry", "hold", "pause", "dead_letter"]
 
-#: Why a run stopped before its input was exhausted.
-StopReason = Literal["interrupted", "fatal", "quota", "budget", "write_error"]
+#: Why a run stopped before its input was exhausted (``unanswered``: batch jobs ended
+#: without answering every id they were sent).
+StopReason = Literal["interrupted", "fatal", "quota", "budget", "write_error", "unanswered"]
 
 ACTIONS: Final[dict[FailureType, Action]] = {
     "rate_limited": "retry",

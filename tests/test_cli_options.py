@@ -51,6 +51,9 @@ JOB_KEYS_BEFORE = {
     "backoff_max", "max_retry_after", "drain_timeout", "quiet", "summary_json",
     "allow_changed_input", "breaker", "preflight", "tpm", "ordered", "reorder_buffer",
     "max_tokens_total", "max_cost", "prices",
+    # --via batch (issue 11)
+    "via", "batch_max_requests", "batch_max_bytes", "batch_group_by_model", "batch_poll",
+    "batch_poll_max",
     # issue 12: shards and following a run from a log
     "shard", "log_json", "progress_interval",
 }  # fmt: skip
@@ -85,9 +88,12 @@ def test_every_setting_has_a_flag_and_a_job_key() -> None:
     assert fields - described == NOT_OPTIONS
     for s in SETTINGS:
         # Job files only: the per-model price tables. Command line only: what one
-        # invocation does (start over, re-send the dead, print nothing, JSON, a dry run).
+        # invocation does (start over, re-send the dead, print nothing, JSON, a dry run,
+        # cancel the batch jobs).
         assert (s.key in run_params) == (s.name != "prices"), s.name
-        once = s.name in {"restart", "retry_dead", "retry_statuses", "silent", "json", "dry_run"}
+        once = s.name in {
+            "restart", "retry_dead", "retry_statuses", "silent", "json", "dry_run", "cancel",
+        }  # fmt: skip
         assert (s.key in JOB_SETTINGS) == (not once), s.name
     assert set(JOB_SETTINGS) == JOB_KEYS_BEFORE
     assert FLAGS["rps"] == "--rps" and FLAGS["retry_statuses"] == "--status"
@@ -200,7 +206,10 @@ def test_every_error_has_its_exit_code() -> None:
 def test_every_stop_reason_has_its_exit_code() -> None:
     assert set(STOP_CODES) == set(get_args(StopReason))
     codes = {reason: int(stop_code(reason)) for reason in get_args(StopReason)}
-    assert codes == {"interrupted": 130, "fatal": 3, "write_error": 3, "quota": 4, "budget": 5}
+    assert codes == {
+        "interrupted": 130, "fatal": 3, "write_error": 3, "quota": 4, "budget": 5,
+        "unanswered": 3,
+    }  # fmt: skip
 
 
 def test_errors_carry_their_context() -> None:

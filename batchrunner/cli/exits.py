@@ -37,7 +37,7 @@ class ExitCode(IntEnum):
     OK = 0  # every input line has a result
     DEAD_LETTERED = 1  # some lines are dead-lettered
     USAGE = 2  # usage or configuration error: nothing was sent
-    ERROR = 3  # stopped on an error: a write failure, the breaker
+    ERROR = 3  # stopped on an error: a write failure, the breaker, a batch job that fell short
     PAUSED = 4  # the account's quota is spent
     BUDGET = 5  # stopped at the token or cost budget
     INCOMPLETE = 6  # merge: a shard missing or incomplete, an outcome doubled or left out
@@ -49,7 +49,7 @@ MEANINGS: Final[dict[ExitCode, str]] = {
     ExitCode.OK: "every input line has a result",
     ExitCode.DEAD_LETTERED: "some lines are dead-lettered (this run or an earlier one)",
     ExitCode.USAGE: "usage or configuration error; nothing was sent",
-    ExitCode.ERROR: "stopped on an error (a write failure, the breaker); fix it, re-run",
+    ExitCode.ERROR: "stopped on an error (a failed write, the breaker, unanswered batch ids)",
     ExitCode.PAUSED: "paused: the account's quota is spent; re-run when it renews",
     ExitCode.BUDGET: "stopped at --max-tokens-total / --max-cost; re-run with more",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM); re-run the same command to resume",
@@ -72,6 +72,7 @@ STOP_CODES: Final[dict[StopReason, ExitCode]] = {
     "write_error": ExitCode.ERROR,
     "quota": ExitCode.PAUSED,
     "budget": ExitCode.BUDGET,
+    "unanswered": ExitCode.ERROR,
 }
 
 

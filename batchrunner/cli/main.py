@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 import orjson
 
+from batchrunner.cli.batch import echo_jobs, jobs_as_json, recorded_jobs
 from batchrunner.cli.demo import demo
 from batchrunner.cli.dlq import dlq
 from batchrunner.cli.exits import Group
@@ -19,7 +20,8 @@ from batchrunner.cli.files import check_results_file
 from batchrunner.cli.merge import merge
 from batchrunner.cli.progress import counts
 from batchrunner.cli.run import job_settings, resolved_shard, run
-from batchrunner.config import default_paths
+from batchrunner.config import default_paths, manifest_path
+from batchrunner.ledger.manifest import read_manifest
 from batchrunner.ledger.status import run_status
 from batchrunner.mock.cli import mock_server
 
@@ -38,7 +40,8 @@ def cli() -> None:
 )
 @click.argument("target", metavar="RESULTS|JOB.toml", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def status(target: Path, as_json: bool) -> None:
+@click.option("--refresh", is_flag=True, help="Ask the API how the run's batch jobs stand now.")
+def status(target: Path, as_json: bool, refresh: bool) -> None:
     """Where a run stands (done, dead-lettered, pending), without sending anything."""
     results = target
     if target.suffix == ".toml":
@@ -47,8 +50,10 @@ def status(target: Path, as_json: bool) -> None:
         results = Path(settings.get("output") or default_paths(Path(settings["input"]), shard)[0])
     check_results_file(results)
     st = run_status(results)
+    jobs = recorded_jobs(results, read_manifest(manifest_path(results)) or {}, refresh=refresh)
     if as_json:
-        click.echo(orjson.dumps(st.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        document = st.as_dict() | {"batch_jobs": jobs_as_json(jobs)}
+        click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return
     by = counts(st.dead_by_status)
     lines = f"{st.input_lines:,} non-blank lines" + (f" in shard {st.shard}" if st.shard else "")
@@ -57,6 +62,7 @@ def status(target: Path, as_json: bool) -> None:
     click.echo(f"dead-lettered  {st.dead:,}" + (f" ({by})" if by else ""))
     click.echo(f"pending        {st.pending:,}")
     click.echo(f"last write     {st.last_write or 'never'}")
+    echo_jobs(jobs)
     if st.pending and st.resume_command:
         click.echo(f"resume with    {st.resume_command}")
     for warning in st.warnings:

@@ -186,7 +186,7 @@ def summary_table(stats: RunStats, config: RunConfig) -> Table:
     t = Table(title="batchrunner summary", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
-    for k, v in _outcome_rows(stats, config) + _traffic_rows(stats):
+    for k, v in _outcome_rows(stats, config) + _traffic_rows(stats, config.via):
         t.add_row(k, v)
     return t
 
@@ -213,7 +213,7 @@ def _outcome_rows(stats: RunStats, config: RunConfig) -> list[tuple[str, str]]:
     return rows
 
 
-def _traffic_rows(stats: RunStats) -> list[tuple[str, str]]:
+def _traffic_rows(stats: RunStats, via: str) -> list[tuple[str, str]]:
     """What it took: requests and retries, time, tokens and cost."""
     causes = counts(stats.retry_causes)
     rows = [
@@ -228,6 +228,7 @@ def _traffic_rows(stats: RunStats) -> list[tuple[str, str]]:
         ("tokens", f"{stats.prompt_tokens:,} prompt + {stats.completion_tokens:,} completion"),
     ]
     if stats.cost:
-        rows.append(("cost", f"{_usd(stats.cost)} (approximate list prices; see README)"))
+        prices = "batch prices" if via == "batch" else "list prices"
+        rows.append(("cost", f"{_usd(stats.cost)} (approximate {prices}; see README)"))
     rows += _budget_rows(stats)
     return rows

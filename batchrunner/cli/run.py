@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from batchrunner.api import prepared
+from batchrunner.cli.batch import run_batch_with_signals
 from batchrunner.cli.dryrun import show_dry_run
 from batchrunner.cli.exits import EXIT_CODES_HELP
 from batchrunner.cli.jobfile import load_job
@@ -22,7 +23,7 @@ from batchrunner.cli.options import STDOUT, CliOnly, given, in_job_terms, run_op
 from batchrunner.cli.report import report
 from batchrunner.cli.signals import run_with_signals
 from batchrunner.config import RunConfig, Shard
-from batchrunner.engine.events import Events
+from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.stats import RunStats
 from batchrunner.errors import ConfigError
 from batchrunner.input.shard import resolve_shard
@@ -88,15 +89,21 @@ def _check_summary_path(path: Path | None, config: RunConfig) -> None:
 
 
 def _send(config: RunConfig, own: CliOnly) -> RunStats:
-    """The run, its events written to ``--log-json`` when it is given."""
+    """The run (online, or as batch jobs), its events written to ``--log-json`` when given."""
     quiet, every = own.level > 0, own.progress_interval
     if own.log_json is None:
-        return run_with_signals(config, quiet=quiet, interval=every)
+        return _sent(config, quiet, every, NO_EVENTS)
     with open_log(own.log_json, config) as log:
-        stats = run_with_signals(config, quiet=quiet, events=Events(log), interval=every)
+        stats = _sent(config, quiet, every, Events(log))
     if log.problem is not None:
         stats.warnings.append(log.problem)
     return stats
+
+
+def _sent(config: RunConfig, quiet: bool, every: float, events: Events) -> RunStats:
+    if config.via == "batch":
+        return run_batch_with_signals(config, quiet=quiet, events=events)
+    return run_with_signals(config, quiet=quiet, events=events, interval=every)
 
 
 def _settings(flags: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Path | None]:
@@ -145,6 +152,7 @@ def _job_terms(job: Path | None, from_job: set[str]) -> Iterator[None]:
 
 
 def resume_command() -> str:
-    """This very command line, minus ``--restart``: what re-running resumes with."""
-    args = [a for a in sys.argv[1:] if a != "--restart"]
+    """This very command line, minus ``--restart`` and ``--cancel``: what re-running
+    resumes with."""
+    args = [a for a in sys.argv[1:] if a not in ("--restart", "--cancel")]
     return shlex.join(["batchrunner", *args])

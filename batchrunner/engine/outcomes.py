@@ -20,7 +20,7 @@ from batchrunner.ledger.ordered import OrderedWriter
 from batchrunner.ledger.records import dead_line, result_line
 from batchrunner.vocabulary import Failure, Success, failure_key
 
-__all__ = ["Outcomes"]
+__all__ = ["Outcomes", "quota_stop", "tripped_stop"]
 
 
 class Outcomes:
@@ -65,12 +65,12 @@ class Outcomes:
     def failed(self, item: Item, failure: Failure, attempts: int) -> Stop | None:
         """A final failure: dead-letter it, or park it (breaker), or say to stop (quota)."""
         if failure.action == "pause":
-            return _quota_spent(failure)  # the item stays pending: no retry helps today
+            return quota_stop(failure)  # the item stays pending: no retry helps today
         parked = Parked(item, failure, attempts)
         breaker = self._breaker
         if breaker.is_fatal(failure):
             self._dead_letter(breaker.fatal(parked))
-            return _tripped(breaker.tripped) if breaker.tripped is not None else None
+            return tripped_stop(breaker.tripped) if breaker.tripped is not None else None
         self._dead_letter([parked, *breaker.other()])
         return None
 
@@ -113,7 +113,8 @@ class Outcomes:
             self._events.dead_letter(p.item.custom_id, p.item.line, status, type_)
 
 
-def _quota_spent(cause: Failure) -> Stop:
+def quota_stop(cause: Failure) -> Stop:
+    """The stop of a run whose account quota is spent (a ``pause`` failure)."""
     return Stop(
         "quota",
         f"paused: the account's quota is spent ({_what(cause)}); the rest is pending: "
@@ -121,7 +122,8 @@ def _quota_spent(cause: Failure) -> Stop:
     )
 
 
-def _tripped(cause: Failure) -> Stop:
+def tripped_stop(cause: Failure) -> Stop:
+    """The stop of a run whose requests fail with a fatal cause (a ``hold`` failure)."""
     return Stop(
         "fatal",
         f"stopped: requests keep failing with {_what(cause)}; {fatal_hint(cause)}. The items "

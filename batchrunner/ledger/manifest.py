@@ -20,7 +20,7 @@ from batchrunner.errors import LedgerError, OutputWriteError
 from batchrunner.input.lines import IMPLICIT_ID_PREFIX
 from batchrunner.input.scan import InputScan
 from batchrunner.ledger.records import utc_iso
-from batchrunner.runfiles import same_file
+from batchrunner.runfiles import jobs_dir, same_file
 
 __all__ = [
     "InputChange",
@@ -193,10 +193,12 @@ def _replace(path: Path, data: dict[str, Any]) -> None:
 
 
 def move_aside(config: RunConfig) -> list[Path]:
-    """``restart``: rename the old files with a timestamp; never delete them."""
+    """``restart``: rename the old files (and the batch jobs record) with a timestamp;
+    never delete them."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
     moved = []
-    for path in (config.output_path, config.dead_letter_path, manifest_path(config.output_path)):
+    results = config.output_path
+    for path in (results, config.dead_letter_path, manifest_path(results), jobs_dir(results)):
         if path.exists():
             target = path.with_name(f"{path.name}.{stamp}.bak")
             n = 1

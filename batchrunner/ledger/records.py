@@ -24,6 +24,7 @@ __all__ = [
     "KIND_INPUT",
     "KIND_REQUEST",
     "DeadFields",
+    "batch_job_of",
     "dead_line",
     "input_dead_line",
     "is_dead_entry",
@@ -54,18 +55,28 @@ def utc_iso(ts: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def result_line(item: Item, body: Any, attempts: int, latency_s: float, raw: bytes = b"") -> bytes:
+def result_line(
+    item: Item,
+    body: Any,
+    attempts: int,
+    latency_s: float,
+    raw: bytes = b"",
+    batch_job: str | None = None,
+) -> bytes:
     """A result line; ``ts`` in its metadata is when it completed (UTC). The body is ``raw``
     as it is when given (JSON on one line, as the server sent it: nothing to re-serialize,
-    so nothing it holds can fail the write or be changed by it), else ``body`` serialized."""
+    so nothing it holds can fail the write or be changed by it), else ``body`` serialized.
+    ``batch_job`` names the Batch API job that answered it, if one did."""
     # "line" first and "fp" last: read_results reads both back without a parse.
     meta: dict[str, Any] = {
         "line": item.line,
         "attempts": attempts,
         "latency_ms": round(latency_s * 1000, 1),
-        "ts": utc_iso(),
-        "fp": item.fp,
     }
+    if batch_job is not None:
+        meta["batch_job"] = batch_job
+    meta["ts"] = utc_iso()
+    meta["fp"] = item.fp
     if item.endpoint is not None:  # the line named it with "url": say where it went
         meta["url"] = item.endpoint
     record = {
@@ -77,7 +88,11 @@ def result_line(item: Item, body: Any, attempts: int, latency_s: float, raw: byt
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def dead_line(item: Item, failure: Failure, attempts: int) -> bytes:
+def dead_line(item: Item, failure: Failure, attempts: int, batch_job: str | None = None) -> bytes:
+    """A dead-letter entry for a request; ``batch_job`` as in :func:`result_line`."""
+    meta: dict[str, Any] = {"kind": KIND_REQUEST, "fp": item.fp}
+    if batch_job is not None:
+        meta["batch_job"] = batch_job
     return _dead(
         item.custom_id,
         item.line,
@@ -87,7 +102,7 @@ def dead_line(item: Item, failure: Failure, attempts: int) -> bytes:
         failure.type,
         failure.message,
         attempts,
-        {"kind": KIND_REQUEST, "fp": item.fp},
+        meta,
     )
 
 
@@ -177,6 +192,12 @@ def read_dead(obj: dict[str, Any]) -> DeadFields | None:
     )
     key = fields.line if kind == KIND_INPUT else fields.custom_id
     return fields if key is not None else None
+
+
+def batch_job_of(obj: dict[str, Any]) -> str | None:
+    """The Batch API job an outcome line (parsed) came from, if it came from one."""
+    job = _dict(obj.get("batchrunner")).get("batch_job")
+    return job if isinstance(job, str) else None
 
 
 def read_results(path: Path) -> Iterator[tuple[int, bytes | None, int, bytes | None]]:

@@ -12,6 +12,9 @@ any of them or add a model::
 
 A model that is in neither table has no price: :func:`cost` says ``None`` rather than
 guess, and :class:`CostMeter` names it in :meth:`CostMeter.unpriced`.
+
+Batch API jobs (``--via batch``) cost a share of the list price, :data:`BATCH_SHARE` (half)
+unless a model's ``batch`` key says otherwise; :func:`batch_prices` is the table they use.
 """
 
 from __future__ import annotations
@@ -23,22 +26,29 @@ from types import MappingProxyType
 from typing import Final
 
 __all__ = [
+    "BATCH_SHARE",
     "DEFAULT_PRICES",
     "CostMeter",
     "Price",
+    "batch_prices",
     "cost",
     "price_table",
 ]
 
 _PER: Final = 1_000_000
 
+#: What a Batch API job costs as a share of the list price: Mistral's batch discount (50 %).
+BATCH_SHARE: Final = 0.5
+
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per million input (prompt) and output (completion) tokens."""
+    """USD per million input (prompt) and output (completion) tokens, and the share of
+    that a Batch API job costs."""
 
     input_per_m: float
     output_per_m: float
+    batch_share: float = BATCH_SHARE
 
 
 # Approximate list prices, USD / 1M tokens, as of 2026-06 (see the module docstring).
@@ -57,6 +67,7 @@ DEFAULT_PRICES: Final[Mapping[str, Price]] = MappingProxyType(
 )
 
 _KEYS: Final = ("input", "output")
+_OPTIONAL: Final = ("batch",)
 
 
 def _rate(model: str, key: str, value: object) -> float:
@@ -82,21 +93,30 @@ def price_table(overrides: Mapping[str, Mapping[str, float]] | None = None) -> d
             raise ValueError(f"prices: model names must be non-empty strings, got {model!r}")
         if not isinstance(rates, Mapping):
             raise ValueError(f'prices."{model}" must be a table of input and output')
-        unknown = sorted(str(k) for k in rates if k not in _KEYS)
+        unknown = sorted(str(k) for k in rates if k not in _KEYS + _OPTIONAL)
         if unknown:
             raise ValueError(
-                f'prices."{model}": unknown key {unknown[0]!r} (expected input and output)'
+                f'prices."{model}": unknown key {unknown[0]!r} (expected input, output, batch)'
             )
         base = table.get(model)
         if base is None:
             if not all(k in rates for k in _KEYS):
                 raise ValueError(f'prices."{model}" is not a built-in model: give input and output')
-            base = Price(0.0, 0.0)  # never read: both rates are given
+            base = Price(0.0, 0.0)  # both rates are given; the batch share may default
         table[model] = Price(
             _rate(model, "input", rates["input"]) if "input" in rates else base.input_per_m,
             _rate(model, "output", rates["output"]) if "output" in rates else base.output_per_m,
+            _rate(model, "batch", rates["batch"]) if "batch" in rates else base.batch_share,
         )
     return table
+
+
+def batch_prices(table: Mapping[str, Price]) -> dict[str, Price]:
+    """``table`` at Batch API prices: each model's list price times its batch share."""
+    return {
+        model: Price(p.input_per_m * p.batch_share, p.output_per_m * p.batch_share, 1.0)
+        for model, p in table.items()
+    }
 
 
 def cost(
