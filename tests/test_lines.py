@@ -439,6 +439,41 @@ def test_read_input_done_ids_are_skipped_or_compared(tmp_path: Path) -> None:
     assert isinstance(b, Done) and b.item is None
 
 
+_BIG = b"18446744073709551617"  # 2**64 + 1: orjson alone would read it as a float
+
+
+@pytest.mark.parametrize("compare_done", [False, True])
+def test_read_input_keeps_long_integers_on_every_path_but_the_skip(
+    tmp_path: Path, compare_done: bool
+) -> None:
+    """A done line is skipped on orjson's reading of its string id; every line whose object
+    is used (sent, dead-lettered, compared) has its long integers as written."""
+    path = write_lines(
+        tmp_path / "in.jsonl",
+        [
+            b'{"custom_id": "a", "prompt": "x", "n": ' + _BIG + b"}",
+            b'{"custom_id": "b", "prompt": "x", "n": ' + _BIG + b"}",
+            b'{"custom_id": "b", "prompt": "y", "n": ' + _BIG + b"}",
+            b'{"custom_id": ' + _BIG + b', "prompt": "x"}',
+            b'{"prompt": "x", "n": ' + _BIG + b"}",
+        ],
+    )
+    outcomes = {"a": 7}
+    claim = lambda cid: outcomes.pop(cid, NEW)  # noqa: E731
+    done, new, dup, bad_id, implicit = read_input(path, CHAT, "m", claim, compare_done)
+    assert isinstance(done, Done) and done.outcome == 7
+    if compare_done:
+        assert done.item is not None and _BIG in orjson.dumps(done.item.body)
+    else:
+        assert done.item is None
+    assert isinstance(new, Item) and _BIG in orjson.dumps(new.body)
+    assert isinstance(dup, BadLine) and dup.type == "duplicate_custom_id"
+    assert _BIG in orjson.dumps(dup.request)
+    assert isinstance(bad_id, BadLine) and bad_id.type == "invalid_custom_id"
+    assert isinstance(implicit, Item) and implicit.custom_id == "#5"
+    assert _BIG in orjson.dumps(implicit.body)
+
+
 # --- properties -------------------------------------------------------------------------------
 
 json_scalars = (

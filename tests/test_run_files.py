@@ -22,6 +22,7 @@ from batchrunner.ledger.lock import RunLock
 from batchrunner.ledger.manifest import check_manifest, read_manifest, write_manifest
 from batchrunner.ledger.records import dead_line, input_dead_line, result_line
 from batchrunner.ledger.rewrite import drop_superseded
+from batchrunner.ledger.state import scan
 from batchrunner.runfiles import dead_letter_beside, same_file
 from batchrunner.vocabulary import Failure
 
@@ -191,7 +192,10 @@ def test_the_bytes_cut_are_kept_beside_the_file(tmp_path: Path) -> None:
 # --- the dead-letter rewrite ------------------------------------------------------------------
 
 
-def test_the_rewrite_keeps_only_what_is_still_dead(tmp_path: Path) -> None:
+@pytest.mark.parametrize("run_state", [False, True], ids=["rescan", "run-state"])
+def test_the_rewrite_keeps_only_what_is_still_dead(tmp_path: Path, run_state: bool) -> None:
+    """The same rewrite from a new scan, or from the state a run that wrote nothing holds
+    (its scan keeps the done ids and fingerprints: another way to the same decisions)."""
     results, dead = tmp_path / "out.jsonl", tmp_path / "out.dead.jsonl"
     exhausted = Failure(type="retries_exhausted", status_code=503, message="gave up")
     bad = parse_line(b"{broken", 4, CHAT, "m")
@@ -214,7 +218,8 @@ def test_the_rewrite_keeps_only_what_is_still_dead(tmp_path: Path) -> None:
     )
     before = _live(results, dead)
     assert before == [("b", 2, "bad_request"), ("c", 3, "bad_request"), (None, 4, "invalid_json")]
-    assert drop_superseded(results, dead) == 3
+    state = scan(results, dead) if run_state else None
+    assert drop_superseded(results, dead, state) == 3
     assert dead.read_bytes() == b"".join([lines[2], lines[3], lines[4], lines[5]])
     assert _live(results, dead) == before  # the same decisions, from the file alone
     assert dead.stat().st_mode & 0o777 == 0o600

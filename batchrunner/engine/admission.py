@@ -55,16 +55,16 @@ def admit(
     for entry in read_input(inp, endpoint, model, state.claim, check_bodies, prefix):
         stats.read += 1
         stats.position = entry.line
-        if _other_shard(entry, shard, stats):
+        if shard is not None and _other_shard(entry, shard, stats):
             pass
-        elif isinstance(entry, Item):
-            yield entry
-            continue
-        elif isinstance(entry, Done):  # most lines of a resumed run
+        elif isinstance(entry, Done):  # most lines of a resumed run: tested first
             _skipped(state.decide(entry), stats)
             if entry.item is not None:  # an edited input: was the same request sent?
                 old_fp = state.sent_fp(entry)
                 stats.changed_done += old_fp is not None and old_fp != entry.item.fp
+        elif isinstance(entry, Item):
+            yield entry
+            continue
         else:
             _bad_line(entry, state, stats, write_dead, events)
         not_sent += 1
@@ -74,7 +74,7 @@ def admit(
     stats.position = stats.total_lines
 
 
-def _other_shard(entry: Item | BadLine | Done, shard: Shard | None, stats: RunStats) -> bool:
+def _other_shard(entry: Item | BadLine | Done, shard: Shard, stats: RunStats) -> bool:
     """Whether the line is another shard's (counted, and passed over)."""
     if in_shard(entry.custom_id, entry.line, shard):
         return False

@@ -56,7 +56,9 @@ class Opened:
 def _drop_superseded(ledger: Ledger) -> list[str]:
     dead = ledger.dead.path
     try:
-        drop_superseded(ledger.results.path, dead)
+        # A run that wrote nothing (a resume with nothing to send) has the state to hand.
+        state = ledger.state if ledger.unchanged else None
+        drop_superseded(ledger.results.path, dead, state)
     except OutputWriteError as exc:
         return [f"{exc}; {dead} still holds entries that later outcomes supersede"]
     return []

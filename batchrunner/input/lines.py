@@ -117,30 +117,34 @@ def parse_line(
     if head is None or isinstance(head, BadLine):
         return head
     obj, custom_id, stripped, _ = head
-    return _item(obj, custom_id, stripped, line, endpoint, model)
+    return _item(_exact(obj, stripped), custom_id, stripped, line, endpoint, model)
 
 
 def _head(
     raw: bytes, line: int, implicit_prefix: str
 ) -> tuple[dict[str, Any], str, bytes, _Origin] | BadLine | None:
     """The object, its id, the stripped text and where the id came from: all a resume
-    needs to skip a done line."""
+    needs to skip a done line. The object is orjson's reading: pass it through
+    :func:`_exact` before using more of it than its string ``custom_id``."""
     if line == 1 and raw.startswith(_BOM):  # Windows tools write one; it is not content
         raw = raw[len(_BOM) :]
     stripped = raw.strip()
     if not stripped:
         return None
     try:
-        obj = _loads(stripped)
+        obj = orjson.loads(stripped)
     except orjson.JSONDecodeError as exc:
         return _unparseable(stripped, line, exc)
+    if type(obj) is dict:
+        custom_id = obj.get("custom_id", _NO_ID)
+        if type(custom_id) is str and custom_id:  # nearly always: the rest only when not
+            return obj, custom_id, stripped, "given"
+    obj = _exact(obj, stripped)
     if not isinstance(obj, dict):
         kind = type(obj).__name__
         msg = f"line is a JSON {kind}, not an object"
         return BadLine(line, None, obj, "not_an_object", msg, stripped)
     custom_id = obj.get("custom_id", _NO_ID)
-    if type(custom_id) is str and custom_id:  # nearly always: the rest only when it is not
-        return obj, custom_id, stripped, "given"
     if custom_id is _NO_ID:
         return obj, f"{implicit_prefix}{line}", stripped, "line"
     if isinstance(custom_id, int) and not isinstance(custom_id, bool):
@@ -195,12 +199,12 @@ def _route(obj: dict[str, Any], endpoint: str) -> tuple[bool, str] | str:
     return True, url
 
 
-def _loads(text: bytes) -> Any:
-    """``text`` parsed, its numbers as written. orjson reads an integer past 64 bits as a
-    float (2**64 + 1 becomes 1.8446744073709552e19), so a line with 19 digits in a row is
-    read again, keeping such integers as their digits (an ``orjson.Fragment``, which every
-    write of the request puts back as it was)."""
-    obj = orjson.loads(text)
+def _exact(obj: Any, text: bytes) -> Any:
+    """``obj``, orjson's reading of ``text``, with its numbers as written. orjson reads an
+    integer past 64 bits as a float (2**64 + 1 becomes 1.8446744073709552e19), so a line
+    with 19 digits in a row is read again, keeping such integers as their digits (an
+    ``orjson.Fragment``, which every write of the request puts back as it was). A string
+    reads the same either way: a done line skipped by its ``custom_id`` needs no look."""
     if _LONG_RUN.search(text) is None:
         return obj
     try:
@@ -274,11 +278,13 @@ def read_input(
                     yield head
                 continue
             obj, custom_id, stripped, origin = head
-            seen.note(custom_id, origin)
+            if origin != "given":  # most lines give theirs: no call for them
+                seen.note(custom_id, origin)
             outcome = NEW if claim is None else claim(custom_id)
             if outcome > 0 and not compare_done:  # most lines of a resumed run
                 yield Done(custom_id, line_no, outcome)
                 continue
+            obj = _exact(obj, stripped)
             if outcome == NEW and not seen.add(custom_id):
                 outcome = DUPLICATE
             if outcome == DUPLICATE:

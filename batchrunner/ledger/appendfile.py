@@ -89,7 +89,7 @@ def _last_newline_end(fd: int, size: int) -> int:
 class AppendFile:
     """Whole-line appends to one file; errors become :class:`OutputWriteError`."""
 
-    __slots__ = ("_dirty", "_fd", "_size", "path")
+    __slots__ = ("_dirty", "_fd", "_opened_size", "_size", "path")
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -98,8 +98,13 @@ class AppendFile:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
             raise OutputWriteError(str(path), exc) from exc
-        self._size = os.fstat(self._fd).st_size
+        self._size = self._opened_size = os.fstat(self._fd).st_size
         self._dirty = False
+
+    @property
+    def grew(self) -> bool:
+        """Whether a line was appended since the file was opened."""
+        return self._size != self._opened_size
 
     def write(self, line: bytes) -> None:
         """Append one complete line (ending in ``\\n``) or raise, leaving the file as it was."""

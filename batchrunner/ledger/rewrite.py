@@ -22,16 +22,20 @@ from batchrunner.ledger.state import LedgerState, scan_readonly
 __all__ = ["drop_superseded"]
 
 
-def drop_superseded(results_path: Path, dead_path: Path) -> int:
+def drop_superseded(results_path: Path, dead_path: Path, state: LedgerState | None = None) -> int:
     """Rewrite ``dead_path`` without the entries the files supersede; returns how many
     were dropped (0: the file was left as it was). Lines that are not dead-letter entries
-    are kept as they are. Raises :class:`OutputWriteError`, the old file intact."""
+    are kept as they are. Raises :class:`OutputWriteError`, the old file intact.
+
+    ``state``: the files' state as scanned, when neither file changed since (a run that
+    wrote nothing): it answers as a new scan would, and saves reading them again."""
     try:
         if dead_path.stat().st_size == 0:
             return 0
     except FileNotFoundError:
         return 0
-    state = scan_readonly(results_path, dead_path, with_fp=False, done_ids=False)
+    if state is None:
+        state = scan_readonly(results_path, dead_path, with_fp=False, done_ids=False)
     tmp = dead_path.with_name(dead_path.name + ".rewrite")
     try:
         dropped = _write_kept(dead_path, tmp, state)

@@ -324,6 +324,11 @@ class Ledger:
             self.results.close()
             raise
 
+    @property
+    def unchanged(self) -> bool:
+        """Whether neither file was written since the scan: :attr:`state` still tells them."""
+        return not self.results.grew and not self.dead.grew
+
     def sync(self) -> None:
         self.results.sync()
         self.dead.sync()

@@ -76,13 +76,13 @@ class KeyTable:
         """The offset of the slot of key (``hi``, ``lo``), or -1."""
         t, step = self._t, self._step
         off, end = ((lo * self._cap) >> 64) * step, len(t)
-        while (h := t[off]) != 0:
-            if h == hi and t[off + 1] == lo:
-                return off
+        while (h := t[off]) != hi or t[off + 1] != lo:  # hi is never 0: an empty slot ends
+            if h == 0:
+                return -1
             off += step
             if off == end:
                 off = 0
-        return -1
+        return off
 
     def insert(self, hi: int, lo: int) -> int:
         """The offset of the slot of key (``hi``, ``lo``), made (values 0) if it had none."""
@@ -111,10 +111,15 @@ class KeyTable:
         """Mark the slot of key (``hi``, ``lo``) and return its offset; -1 when the key is
         absent, :data:`TAKEN` when its slot was marked already. Marks are kept while no
         new key is inserted."""
-        off = self.find(hi, lo)
-        if off < 0:
-            return -1
-        slot = off // self._step
+        t, step = self._t, self._step  # find's loop, inline: once per input line on resume
+        off, end = ((lo * self._cap) >> 64) * step, len(t)
+        while (h := t[off]) != hi or t[off + 1] != lo:
+            if h == 0:
+                return -1
+            off += step
+            if off == end:
+                off = 0
+        slot = off // step
         if not self._marks:
             self._marks = bytearray((self._cap >> 3) + 1)
         bit = 1 << (slot & 7)
