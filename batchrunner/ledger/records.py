@@ -8,6 +8,7 @@ result we wrote can be read back without parsing its (large) body.
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 from collections.abc import Iterator
@@ -52,7 +53,14 @@ _FP_KEY, _FP_END = b',"fp":"', b'"}}\n'  # 16 hex digits between
 
 def utc_iso(ts: float | None = None) -> str:
     """``ts`` (default: now) as the UTC timestamp every file of a run uses."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    second = int(time.time() if ts is None else ts)
+    return _utc_second(second)
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(second: int) -> str:
+    # Every result line carries one: formatted once a second, not once a line.
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
 
 
 def result_line(
