@@ -73,12 +73,6 @@ class Accounting:
             spending.spend(priced, prompt, completion)
 
     @property
-    def free(self) -> bool:
-        """Whether every item is admitted as it is (no ``tpm``, no budget): then
-        :meth:`admit` need not be called at all."""
-        return not self._estimating
-
-    @property
     def may_wait(self) -> bool:
         """Whether :meth:`admit` may wait (for items in flight to give budget back)."""
         return self._spending.limited

@@ -38,7 +38,6 @@ from batchrunner.vocabulary import Failure, Success
 __all__ = ["ItemSender", "read_ahead"]
 
 _END = object()
-_NO_ESTIMATE: Estimate = (0, 0)
 
 #: Items read ahead of the senders without ``--ordered`` (where the reorder buffer is the
 #: window): 8 per request in flight (128 when the pool sizes itself), at least 1024. More
@@ -119,9 +118,7 @@ class ItemSender:
                 if item is None:
                     return
                 seq = self._outcomes.take_seq()
-                # No limit to estimate for (the common case): no coroutine frame per item.
-                free = self._accounting.free
-                estimate = _NO_ESTIMATE if free else await self._admitted(item, seq)
+                estimate = await self._admitted(item, seq)
                 if estimate is not None:
                     await self._attempts(item, seq, estimate, 0, None)
         finally:
