@@ -373,6 +373,35 @@ def test_requeue_refuses_to_overwrite_without_force(dead_run: Run, tmp_path: Pat
     assert mine.exit_code == 2 and "being read" in mine.output
 
 
+@pytest.mark.e2e
+def test_requeue_writes_integers_past_64_bits_with_their_digits(tmp_path: Path) -> None:
+    # orjson reads 2**64 + 1 as a float: the re-queued line must keep the digits the
+    # dead-letter file holds, as the input reader keeps them.
+    huge, low = b"18446744073709551617", b"-9223372036854775809"
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(
+        b'{"custom_id": "big", "prompt": "[[mock:404]] big", "seed": '
+        + huge
+        + b', "n": ['
+        + low
+        + b", 12345678901234567890]}\n"
+    )
+    out, dead = tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
+    mock = start_mock()
+    try:
+        res = run_cli(*run_args(inp, out, dead, mock))
+    finally:
+        stop_mock(mock)
+    assert res.code == 1, res.stderr
+    assert huge in dead.read_bytes() and low in dead.read_bytes()  # the run kept them
+    again = tmp_path / "again.jsonl"
+    res = dlq_cli("requeue", dead, "-o", again)
+    assert res.code == 0, res.stderr
+    line = again.read_bytes()
+    assert b'"seed":' + huge in line and b'"n":[' + low + b",12345678901234567890]" in line
+    assert [r["custom_id"] for r in read_jsonl(again)] == ["big"]
+
+
 def test_requeue_builds_bodies_for_the_runs_endpoint_and_model(tmp_path: Path) -> None:
     def entry(cid: str, request: Row) -> Row:
         return {

@@ -22,6 +22,7 @@ import orjson
 
 from batchrunner.config import MANIFEST_SUFFIX, manifest_path
 from batchrunner.errors import DlqError, DlqWriteError, LedgerError
+from batchrunner.input.lines import exact
 from batchrunner.ledger.manifest import read_manifest
 from batchrunner.ledger.records import DeadFields, loads_object, read_dead, read_records
 from batchrunner.ledger.state import LedgerState, scan_readonly
@@ -221,6 +222,9 @@ def _unreadable(path: Path, exc: OSError) -> DlqError:
 
 
 def _entry(obj: dict[str, Any], fields: DeadFields, raw: bytes) -> DeadLetter:
+    # The request as the file holds it: an integer past 64 bits keeps its digits, as the
+    # input reader keeps them, so a re-queued line sends what the first run sent.
+    obj = exact(obj, raw)
     error = _dict(obj.get("error"))
     attempts, ts = obj.get("attempts", 0), obj.get("ts")
     return DeadLetter(

@@ -29,6 +29,7 @@ __all__ = [
     "Claim",
     "Done",
     "Item",
+    "exact",
     "fingerprint",
     "parse_line",
     "read_input",
@@ -216,6 +217,10 @@ def _exact(obj: Any, text: bytes) -> Any:
 def _exact_int(digits: str) -> int | orjson.Fragment:
     number = int(digits)
     return number if -(2**63) <= number < 2**64 else orjson.Fragment(digits.encode())
+
+
+#: The same reading for another file that holds requests (a dead-letter entry's).
+exact = _exact
 
 
 def _unparseable(raw: bytes, line: int, exc: orjson.JSONDecodeError) -> BadLine:
