@@ -16,7 +16,7 @@ import orjson
 import pytest
 from conftest import TEST_KEY, MockProc, cli_env, read_jsonl, run_cli, write_jsonl
 
-from batchrunner.config import Shard, default_paths
+from batchrunner.config import Shard, default_paths, manifest_path
 
 pytestmark = pytest.mark.e2e
 
@@ -137,6 +137,55 @@ def test_a_missing_shard_makes_merge_fail_naming_it(
     none = run_cli("merge", inp, str(tmp_path / "nothing-*.jsonl"))
     assert none.code == 2 and "no shard results found" in none.stderr
     assert run_cli("merge", inp, glob, "-o", tmp_path / "all.jsonl").code == 6
+
+
+def wait_for_lock(proc: subprocess.Popen[str], locked: Path, *also: Path) -> None:
+    """Until ``proc`` holds the lock of ``locked`` and it and ``also`` exist (``proc`` must
+    not end before)."""
+    deadline = time.monotonic() + 30
+    lock = locked.with_name(locked.name + ".lock")
+    while not (
+        all(f.exists() for f in (locked, *also))
+        and lock.exists()
+        and lock.read_text().strip() == str(proc.pid)
+    ):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+
+
+def test_merge_takes_the_run_lock_of_every_file_it_reads_or_writes(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
+    mock, slow = mock_server(), mock_server("--latency-ms", "3000")
+    inp = write_jsonl(tmp_path / "in.jsonl", rows(40))
+    for k in (0, 1, 3):
+        assert run_cli(*run_args(inp, mock, "--shard", f"{k}/4")).code in (0, 1)
+    given = [default_paths(inp, Shard(k, 4))[0] for k in (0, 1, 3)]
+    all_out = tmp_path / "all.jsonl"
+    # A shard still running: merge would read its files while the run writes them.
+    shard2 = start([*run_args(inp, slow, "--shard", "2/4", "--concurrency", "1")], "key-2")
+    # A run writing the merge's target: the two would write one file.
+    target = start([*run_args(inp, slow, "-o", all_out, "--concurrency", "1")], "key-t")
+    try:
+        shard2_results = default_paths(inp, Shard(2, 4))[0]
+        wait_for_lock(shard2, shard2_results, manifest_path(shard2_results))
+        wait_for_lock(target, all_out)
+        for args, holder in (((), shard2), ((*given, "-o", all_out), target)):
+            refused = run_cli("merge", inp, *args)
+            assert refused.code == 2, refused.stderr
+            (line,) = refused.stderr.strip().splitlines()
+            assert line.startswith("Error: ") and f"(pid {holder.pid})" in line
+        assert not default_paths(inp)[0].exists()  # nothing written by the refused merge
+    finally:
+        for proc in (shard2, target):
+            proc.kill()
+            proc.communicate()
+    merged = run_cli("merge", inp, "-o", tmp_path / "merged.jsonl")
+    assert merged.code == 6, merged.stderr  # shard 2 was stopped half-way: not refused
+    # The merge let go of every lock it took, the killed shard's too; the killed run on
+    # all.jsonl left its own (no flock holds them), which this merge did not touch.
+    locks = sorted(p.name for p in tmp_path.glob("*.lock"))
+    assert locks == ["all.dead.jsonl.lock", "all.jsonl.lock"]
 
 
 def test_shard_auto_takes_k_from_each_orchestrators_variable(

@@ -3,8 +3,9 @@
 The lock is an ``fcntl.flock`` on ``<file>.lock``, which holds the pid of the run that
 took it. The kernel drops a flock when its holder's descriptor closes, so a run that dies,
 ``kill -9`` included, leaves no stale lock: the next run takes it over. A second run on
-the same files is refused at once, naming the first one's pid. ``status`` and ``dlq`` only
-read, and take no lock.
+the same files is refused at once, naming the first one's pid. ``merge`` takes the same
+locks, on its targets and on the shards' files it reads. ``status`` and ``dlq`` only read,
+and take no lock.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from batchrunner.input.idset import IdSet
 from batchrunner.input.lines import BadLine, Done, Item, read_input
 from batchrunner.input.scan import scan_input
 from batchrunner.input.shard import shard_of
+from batchrunner.ledger.lock import RunLock
 from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest, write_merge_manifest
 from batchrunner.ledger.mergereport import MergeReport
 from batchrunner.ledger.records import (
@@ -57,6 +58,19 @@ def merge_shards(
     if not shards:
         raise LedgerError("no shard files to merge")
     _check_targets(input_path, shards, output, dead_letter)
+    # One writer per file, as for a run: no run may write the targets while they are
+    # replaced, nor a shard's files between the pass that decides and the pass that copies.
+    lock = RunLock(output, dead_letter, *(p for f in shards for p in (f.results, f.dead)))
+    try:
+        _check_free(output, dead_letter)
+        return _merge_locked(input_path, shards, output, dead_letter)
+    finally:
+        lock.release()
+
+
+def _merge_locked(
+    input_path: Path, shards: list[ShardFiles], output: Path, dead_letter: Path
+) -> MergeReport:
     config = _merged_config(input_path, shards[0].manifest, output, dead_letter)
     scan = scan_input(input_path)
     report = MergeReport.empty(config, shards)
@@ -222,7 +236,7 @@ def _replacing(path: Path) -> Iterator[IO[bytes]]:
 def _check_targets(
     input_path: Path, shards: list[ShardFiles], output: Path, dead_letter: Path
 ) -> None:
-    """Refuse targets that are one of the files merged, each other, or a run's own files."""
+    """Refuse targets that are one of the files merged, or each other."""
     theirs = [input_path] + [
         p for f in shards for p in (f.results, f.dead, manifest_path(f.results))
     ]
@@ -232,6 +246,11 @@ def _check_targets(
             raise LedgerError(message, path=target)
     if same_file(output, dead_letter):
         raise LedgerError("the merged results and dead-letter files must be two files")
+
+
+def _check_free(output: Path, dead_letter: Path) -> None:
+    """Refuse targets that hold something other than an earlier merge (asked under the
+    lock: a run may have begun writing them a moment before)."""
     manifest = read_manifest(manifest_path(output))
     merged = manifest is not None and "merged_from" in manifest
     for target in (output, dead_letter):
