@@ -17,6 +17,7 @@ import pytest
 from conftest import TEST_KEY, MockProc, cli_env, read_jsonl, run_cli, write_jsonl
 
 from batchrunner.config import Shard, default_paths, manifest_path
+from batchrunner.input.shard import shard_of
 
 pytestmark = pytest.mark.e2e
 
@@ -186,6 +187,35 @@ def test_merge_takes_the_run_lock_of_every_file_it_reads_or_writes(
     # all.jsonl left its own (no flock holds them), which this merge did not touch.
     locks = sorted(p.name for p in tmp_path.glob("*.lock"))
     assert locks == ["all.dead.jsonl.lock", "all.jsonl.lock"]
+
+
+def test_merge_says_an_id_in_no_line_of_the_input_is_not_in_it(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
+    mock = mock_server()
+    inp = write_jsonl(tmp_path / "in.jsonl", rows(40))
+    for k in range(4):
+        assert run_cli(*run_args(inp, mock, "--shard", f"{k}/4")).code in (0, 1)
+    stranger, p0 = "zz-not-in-input", {"custom_id": "p0"}
+    elsewhere = (shard_of(stranger, 0, 4) + 1) % 4  # not the shard its hash would name
+    away = (shard_of("p0", 1, 4) + 1) % 4  # p0 is in the input: in another shard's files
+    for k, row in ((elsewhere, {"custom_id": stranger}), (away, p0)):
+        results = default_paths(inp, Shard(k, 4))[0]
+        first = orjson.loads(results.read_bytes().splitlines()[0])
+        with results.open("ab") as f:
+            f.write(orjson.dumps(first | row) + b"\n")
+
+    merged = run_cli("merge", inp, "-o", tmp_path / "all.jsonl", "--json")
+
+    assert merged.code == 6, merged.stderr
+    detail = orjson.loads(merged.stdout)
+    assert detail["not_in_input"] == {"count": 1, "examples": [repr(stranger)]}
+    assert detail["misplaced"]["count"] == 1
+    assert detail["misplaced"]["examples"][0].startswith(f"'p0' in shard {away}/4's files")
+    plain = run_cli("merge", inp, "-o", tmp_path / "all.jsonl")
+    (line,) = plain.stderr.splitlines()
+    assert f"1 outcomes not in the input (e.g. {stranger!r})" in line
+    assert "1 outcomes in another shard's files (e.g. 'p0' in shard" in line
 
 
 def test_shard_auto_takes_k_from_each_orchestrators_variable(

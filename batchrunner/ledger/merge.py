@@ -150,10 +150,11 @@ class _Keep:
     def outcome(self, shard: Shard, custom_id: str, line: int) -> bool:
         """An outcome keyed by its id (a result, a refused request)."""
         report = self._report
-        if not self._at_home(shard, custom_id, line):
-            return False
+        # Not in the input first: such an id has no home shard, whatever its hash says.
         if custom_id not in self._ids:
             report.foreign.add(repr(custom_id))
+            return False
+        if not self._at_home(shard, custom_id, line):
             return False
         if not self._copied.add(custom_id):
             report.doubled.add(repr(custom_id))
@@ -162,12 +163,10 @@ class _Keep:
 
     def input_entry(self, shard: Shard, custom_id: str | None, line: int) -> bool:
         """A dead input line, keyed by its line number."""
-        if not self._at_home(shard, custom_id, line):
-            return False
         if line > self._lines:
             self._report.foreign.add(f"line {line}")
             return False
-        return True
+        return self._at_home(shard, custom_id, line)
 
     def _at_home(self, shard: Shard, custom_id: str | None, line: int) -> bool:
         home = shard_of(custom_id, line, shard.count)

@@ -74,7 +74,7 @@ class MergeReport:
     doubled: Left = field(default_factory=Left)
     #: An id (or dead input line) that is not in the input.
     foreign: Left = field(default_factory=Left)
-    #: An outcome in the files of a shard it does not belong to.
+    #: An outcome of the input's (an id or line in it) in another shard's files.
     misplaced: Left = field(default_factory=Left)
     warnings: list[str] = field(default_factory=list)
 
