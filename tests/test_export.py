@@ -181,3 +181,28 @@ def _json_or_text(value: str | None) -> Any:
         return orjson.loads(value)
     except orjson.JSONDecodeError:
         return value
+
+
+@pytest.mark.e2e
+def test_one_shards_files_export_that_shards_lines_only(tmp_path: Path) -> None:
+    inp = write_jsonl(
+        tmp_path / "in.jsonl", [{"custom_id": f"p{i}", "prompt": f"{i}"} for i in range(30)]
+    )
+    mock = start_mock()
+    try:
+        res = run_cli("run", inp, "--server-url", mock.url, "--model", MODEL, "-q",
+                      "--shard", "1/3")  # fmt: skip
+    finally:
+        stop_mock(mock)
+    assert res.code == 0, res.stderr
+    results = tmp_path / "in.shard-1-of-3.results.jsonl"
+    mine = sorted(r["custom_id"] for r in read_jsonl(results))
+    assert 0 < len(mine) < 30  # a shard's share of the lines, not all of them
+
+    out = run_cli("export", results)
+
+    assert out.code == 0, out.stderr
+    rows = [orjson.loads(line) for line in out.stdout.splitlines()]
+    assert sorted(r["custom_id"] for r in rows) == mine  # no other shard's line, as pending
+    assert {r["status"] for r in rows} == {"ok"}
+    assert f"exported {len(mine)} rows" in out.stderr

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from batchrunner.config import Shard
 from batchrunner.export.index import OffsetIndex
 from batchrunner.input.lines import BadLine, Done, Item, read_input
+from batchrunner.input.shard import in_shard
 from batchrunner.ledger.records import loads_object, read_records, result_id
 from batchrunner.ledger.state import DeadEntry, Decision, LedgerState, scan_readonly
 
@@ -32,6 +34,9 @@ class RunFiles:
     endpoint: str
     model: str | None
     implicit_prefix: str
+    #: The shard whose files these are (``run --shard``): the other shards' lines are not
+    #: theirs to answer for, and are passed over as the run's admission passes them over.
+    shard: Shard | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +55,8 @@ class Joined:
 
 
 def joined(run: RunFiles) -> Iterator[Joined]:
-    """Every non-blank input line of ``run``, in order, with its outcome."""
+    """Every non-blank input line of ``run`` (of its shard's, for one shard's files), in
+    order, with its outcome."""
     state = scan_readonly(run.results, run.dead_letter, with_fp=False)
     index = _index(run.results)
     with _open(run.results) as results, _open(run.dead_letter) as dead:
@@ -58,6 +64,8 @@ def joined(run: RunFiles) -> Iterator[Joined]:
             run.input, run.endpoint, run.model, state.claim, True, run.implicit_prefix
         )
         for entry in entries:
+            if not in_shard(entry.custom_id, entry.line, run.shard):
+                continue
             yield _join(entry, _decision(state, entry), run, results, dead, index)
 
 

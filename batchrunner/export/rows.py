@@ -14,6 +14,7 @@ from batchrunner.errors import LedgerError
 from batchrunner.export.answers import answer_of, prompt_of
 from batchrunner.export.join import Joined, RunFiles
 from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
+from batchrunner.ledger.status import manifest_shard
 
 __all__ = ["COLUMNS", "row", "run_files"]
 
@@ -77,7 +78,7 @@ def run_files(
     results: Path, input_path: Path | None = None, dead_letter: Path | None = None
 ) -> RunFiles:
     """The run whose results file is ``results``: its input, dead-letter file, endpoint,
-    model and id form from its manifest; ``input_path`` / ``dead_letter`` when given win
+    model, id form and shard from its manifest; ``input_path`` / ``dead_letter`` when given win
     (and are needed when there is no manifest)."""
     manifest = read_manifest(manifest_path(results)) or {}
     named_input, named_dead = manifest.get("input"), manifest.get("dead_letter")
@@ -98,4 +99,5 @@ def run_files(
         endpoint=endpoint if isinstance(endpoint, str) else _CHAT,
         model=model if isinstance(model, str) else None,
         implicit_prefix=implicit_id_prefix(manifest or None),
+        shard=manifest_shard(manifest),
     )
