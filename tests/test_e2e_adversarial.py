@@ -1,13 +1,17 @@
 """End to end, as a hostile user would drive the CLI: flags that point one of the run's
-side files at its own files must be refused before anything is sent, never after."""
+side files at its own files must be refused before anything is sent, never after; a run
+stopped early still reports what the files hold."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
-from conftest import MockProc, read_jsonl, run_cli, write_jsonl
+from conftest import MockProc, cli_env, read_jsonl, run_cli, write_jsonl
+
+from batchrunner.input.shard import shard_of
 
 pytestmark = pytest.mark.e2e
 
@@ -71,12 +75,6 @@ def test_summary_json_in_a_missing_folder_is_refused_before_sending(
     assert not (tmp_path / "in.results.jsonl").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a run that stops early (budget, quota, breaker, Ctrl-C) counts earlier runs' "
-    "outcomes only as far as its reader got: the summary under-counts results_total and "
-    "over-counts pending",
-)
 def test_a_rerun_stopped_by_the_budget_reports_what_the_files_hold(
     tmp_path: Path, mock: MockProc
 ) -> None:
@@ -93,3 +91,53 @@ def test_a_rerun_stopped_by_the_budget_reports_what_the_files_hold(
     data = orjson.loads(summary.read_bytes())
     assert data["requests_sent"] == 0
     assert (data["results_total"], data["pending"]) == (results, 300 - results)
+
+
+def test_a_rerun_stopped_by_the_breaker_counts_the_outcomes_it_did_not_reach(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
+    mock = mock_server("--require-key", "right-key")
+    old = [{"custom_id": f"o{i}", "prompt": f"old {i}"} for i in range(90)]
+    for row in old[30:60]:
+        row["prompt"] += " [[mock:400]]"  # dead for good
+    for row in old[60:]:
+        row["prompt"] += " [[mock:500]]"  # retries exhausted: sent again by the next run
+    inp = write_jsonl(tmp_path / "in.jsonl", old)
+    run = ["run", inp, "--server-url", mock.url, "--model", MODEL, "-q", "--no-preflight"]
+    run += ["--max-attempts", "1", "--summary-json", tmp_path / "s.json"]
+    assert run_cli(*run, env=cli_env(MISTRAL_API_KEY="right-key")).code == 1
+    # New lines before the old ones, more than the reader reads ahead of the workers: a
+    # wrong key trips the breaker long before the reader reaches the old lines.
+    new = [{"custom_id": f"n{i}", "prompt": f"new {i}"} for i in range(1500)]
+    write_jsonl(inp, new + old)
+    stopped = run_cli(*run, "--allow-changed-input", env=cli_env(MISTRAL_API_KEY="wrong"))
+    assert stopped.code == 3, stopped.stderr
+    data = orjson.loads((tmp_path / "s.json").read_bytes())
+    assert data["stop_reason"] == "fatal" and data["ok"] == 0  # the breaker tripped
+    assert (data["results_total"], data["dead_lettered_total"]) == (30, 30)
+    assert data["pending"] == 1500 + 30
+    assert data["decided_before_unread"] == 60
+
+
+def test_a_shard_rerun_stopped_by_the_budget_reports_what_its_files_hold(
+    tmp_path: Path, mock: MockProc
+) -> None:
+    # Ids alternating between the two shards: the unread lines' share is then half of them.
+    by_shard: list[list[str]] = [[], []]
+    for cid in (f"c{i}" for i in range(1000)):
+        by_shard[shard_of(cid, 0, 2)].append(cid)
+    pairs = zip(by_shard[0][:150], by_shard[1][:150], strict=True)
+    order = [cid for pair in pairs for cid in pair]
+    rows = [{"custom_id": cid, "prompt": "word " * 50, "max_tokens": 200} for cid in order]
+    inp = write_jsonl(tmp_path / "b.jsonl", rows)
+    summary = tmp_path / "s.json"
+    run = ["run", inp, "--server-url", mock.url, "--model", "mistral-large-latest", "-q"]
+    run += ["--max-cost", "0.002", "--summary-json", summary, "--shard", "1/2"]
+    assert run_cli(*run).code == 5
+    results = read_jsonl(tmp_path / "b.shard-1-of-2.results.jsonl")
+    assert len(results) > 0 and {r["custom_id"] for r in results} <= set(by_shard[1])
+    assert run_cli(*run).code == 5
+    data = orjson.loads(summary.read_bytes())
+    assert data["requests_sent"] == 0 and data["results_total"] == len(results)
+    # Until the whole input is read, a shard's unread lines are estimated: half, rounded.
+    assert abs(data["results_total"] + data["pending"] - 150) <= 1

@@ -34,6 +34,7 @@ from batchrunner.batch.jobs import ChunkRecord, JobBook
 from batchrunner.batch.submit import BREATHE_EVERY, Submitter, admitted
 from batchrunner.config import RunConfig
 from batchrunner.engine.accounting import earlier_usage
+from batchrunner.engine.admission import count_unread
 from batchrunner.engine.control import Stop
 from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.opening import Opened, open_run
@@ -146,6 +147,9 @@ class BatchRun:
             self._note(_api_stop(exc))
             settled = True
         finally:
+            with anyio.CancelScope(shield=True):  # before the dead-letter file is rewritten
+                state = self._opened.ledger.state
+                await anyio.to_thread.run_sync(count_unread, cfg, state, self.stats)
             self._finish()
             self._events.run_end(self.stats)
             with anyio.CancelScope(shield=True):

@@ -166,7 +166,7 @@ def _usd(amount: float) -> str:
 
 
 def _this_run(n: int, stats: RunStats) -> str:
-    return f" ({n:,} this run)" if stats.skipped_done else ""
+    return f" ({n:,} this run)" if stats.decided_before else ""
 
 
 def _budget_rows(stats: RunStats) -> list[tuple[str, str]]:
@@ -206,6 +206,8 @@ def _outcome_rows(stats: RunStats, config: RunConfig) -> list[tuple[str, str]]:
         rows.append(("other shards' lines", f"{stats.other_shards:,} (passed over)"))
     if stats.skipped_done:
         rows.append(("skipped (done before)", f"{stats.skipped_done:,}"))
+    if unread := stats.unread_done + stats.unread_dead:
+        rows.append(("not read (done before)", f"{unread:,}"))
     if stats.changed_done:
         rows.append(("changed since done", f"{stats.changed_done:,} (not re-sent)"))
     if stats.pending:

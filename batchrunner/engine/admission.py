@@ -22,7 +22,7 @@ from batchrunner.ledger.records import input_dead_line
 from batchrunner.ledger.state import Decision, LedgerState
 from batchrunner.vocabulary import TRANSIENT, failure_key
 
-__all__ = ["admit"]
+__all__ = ["admit", "count_unread"]
 
 #: Lines that need no sending (done, dead, bad) between two turns given back to the loop:
 #: resuming a long, mostly done file must not keep signals, progress and answers waiting.
@@ -44,9 +44,7 @@ def admit(
     ``check_bodies`` compares each done id's request with what was sent (an edited input);
     otherwise a done line is skipped after one JSON parse and one look-up.
     """
-    state.send_again(TRANSIENT)
-    if config.retry_dead:
-        state.retry_dead(config.retry_statuses)
+    _send_again(config, state)
     shard = config.shard_spec
     stats.shards = shard.count if shard is not None else 1
     not_sent = 0
@@ -56,7 +54,10 @@ def admit(
         stats.read += 1
         stats.position = entry.line
         if shard is not None and _other_shard(entry, shard, stats):
-            pass
+            if isinstance(entry, Done):  # its id is in our files: passed, not counted
+                decided = state.decide(entry) == "done"
+                stats.other_shards_results += decided
+                stats.other_shards_dead += not decided
         elif isinstance(entry, Done):  # most lines of a resumed run: tested first
             _skipped(state.decide(entry), stats)
             if entry.item is not None:  # an edited input: was the same request sent?
@@ -72,6 +73,38 @@ def admit(
             yield None
     stats.blank = max(stats.total_lines - stats.read, 0)
     stats.position = stats.total_lines
+
+
+def _send_again(config: RunConfig, state: LedgerState) -> None:
+    """Which dead ids are to send again: those that failed for no fault of their own, and
+    with ``--retry-dead`` the selected ones."""
+    state.send_again(TRANSIENT)
+    if config.retry_dead:
+        state.retry_dead(config.retry_statuses)
+
+
+def count_unread(config: RunConfig, state: LedgerState, stats: RunStats) -> None:
+    """After a run that stopped before the end of its input: count the outcomes the files
+    hold for the lines the reader did not reach, so the totals are the files' whatever
+    stopped the run (the budget, the breaker, Ctrl-C), without reading the rest.
+
+    The rule: an outcome found at start whose id the reader has not passed is one of the
+    unread lines' (a result; or a dead entry, unless it is to be sent again: then its line
+    is pending), and so is a dead bad line after the last line read. The files are this
+    input's and this shard's (the manifest refuses another input or shard), so its ids are
+    this input's; ids it does not hold (an input edited since, a hand-merged file) are told
+    apart only by reading the lines, which a run that reads to the end does: it never
+    counts them. Here they are counted at most up to the number of unread lines, so the
+    counts still add up to the input's.
+    """
+    unread = stats.total_lines - stats.position
+    if unread <= 0:
+        return
+    _send_again(config, state)  # the rule of a full read, even if reading never began
+    results, dead = stats.ids_passed
+    dead_ids, dead_lines = state.dead_found(config.dead_letter_path, stats.position)
+    stats.unread_done = min(max(state.results_found - results, 0), unread)
+    stats.unread_dead = min(max(dead_ids - dead, 0) + dead_lines, unread - stats.unread_done)
 
 
 def _other_shard(entry: Item | BadLine | Done, shard: Shard, stats: RunStats) -> bool:
@@ -93,6 +126,7 @@ def _bad_line(
     decision = state.decide(entry)
     if decision is not None:
         _skipped(decision, stats)
+        stats.skipped_dead_lines += decision != "done"
         return
     write_dead(input_dead_line(entry))
     stats.dead += 1

@@ -112,7 +112,7 @@ def _progress(s: RunStats, eta: float | None) -> dict[str, Any]:
     return {
         "done": s.done, "total": total,
         "percent": round(100 * s.done / total, 2) if total else 100.0,
-        "ok": s.ok, "dead": s.dead, "decided_before": s.skipped_done,
+        "ok": s.ok, "dead": s.dead, "decided_before": s.decided_before,
         "retrying": s.retrying_now, "in_flight": s.in_flight,
         "requests_per_s": round(s.rate, 2),
         "completions_per_s": round(s.done / s.elapsed, 2) if s.elapsed > 0 else 0.0,

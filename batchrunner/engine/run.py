@@ -19,7 +19,7 @@ import anyio.abc
 from batchrunner.clients import Client, make_client
 from batchrunner.config import MAX_POOL, RunConfig
 from batchrunner.engine.accounting import Accounting
-from batchrunner.engine.admission import admit
+from batchrunner.engine.admission import admit, count_unread
 from batchrunner.engine.breaker import CircuitBreaker
 from batchrunner.engine.control import RunControl
 from batchrunner.engine.events import NO_EVENTS, Events
@@ -114,6 +114,9 @@ class Engine:
                 settled = await self._pump(self._opened, client)
         finally:
             stats.finished = time.monotonic()
+            with anyio.CancelScope(shield=True):  # before the dead-letter file is rewritten
+                state = self._opened.ledger.state
+                await anyio.to_thread.run_sync(count_unread, cfg, state, stats)
             self._accounting.publish(stats)
             stats.stop_reason, stats.stop_message = control.reason, control.message
             if (warning := self._accounting.unpriced_warning()) is not None:

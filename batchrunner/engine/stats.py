@@ -32,6 +32,16 @@ class RunStats:
     position: int = 0
     skipped_done: int = 0
     skipped_dead: int = 0
+    #: Of the lines skipped as still dead, the bad ones (dead by their line number, not by
+    #: an id); the ids other shards' lines named (a shard's files should hold none). With
+    #: the skipped ones: which of the files' outcomes the reader has passed.
+    skipped_dead_lines: int = 0
+    other_shards_results: int = 0
+    other_shards_dead: int = 0
+    #: Outcomes in the files for lines the reader did not reach (the run stopped before the
+    #: end of its input): results, and entries still dead (:func:`~.admission.count_unread`).
+    unread_done: int = 0
+    unread_dead: int = 0
     changed_done: int = 0
     ok: int = 0
     dead: int = 0
@@ -75,13 +85,26 @@ class RunStats:
 
     @property
     def total_ok(self) -> int:
-        """Results in the file: this run's and earlier runs'."""
-        return self.ok + self.skipped_done - self.skipped_dead
+        """Results in the file for this input's lines: this run's and earlier runs'."""
+        return self.ok + self.skipped_done - self.skipped_dead + self.unread_done
 
     @property
     def total_dead(self) -> int:
-        """Items still dead-lettered: this run's and earlier runs'."""
-        return self.dead + self.skipped_dead
+        """This input's items still dead-lettered: this run's and earlier runs'."""
+        return self.dead + self.skipped_dead + self.unread_dead
+
+    @property
+    def decided_before(self) -> int:
+        """Lines an earlier run decided: passed over, or not reached by this run."""
+        return self.skipped_done + self.unread_done + self.unread_dead
+
+    @property
+    def ids_passed(self) -> tuple[int, int]:
+        """How many of the results and dead ids the files held at start the reader has
+        passed: the ones it skipped (a bad line a result names passes that result), and
+        the ones other shards' lines named."""
+        results = self.skipped_done - self.skipped_dead + self.other_shards_results
+        return results, self.skipped_dead - self.skipped_dead_lines + self.other_shards_dead
 
     @property
     def to_decide(self) -> int:
@@ -90,17 +113,18 @@ class RunStats:
         if self.shards == 1:
             return self.total_lines - self.blank
         unread = max(self.total_lines - self.position, 0)
-        return self.read - self.other_shards + round(unread / self.shards)
+        unread_own = max(round(unread / self.shards), self.unread_done + self.unread_dead)
+        return self.read - self.other_shards + unread_own
 
     @property
     def to_do(self) -> int:
         """Lines this run decides itself: those no earlier run decided."""
-        return max(self.to_decide - self.skipped_done, self.done)
+        return max(self.to_decide - self.decided_before, self.done)
 
     @property
     def pending(self) -> int:
         """Lines of the input not yet decided by this or an earlier run (blank ones excluded)."""
-        return max(self.to_decide - self.done - self.skipped_done, 0)
+        return max(self.to_decide - self.done - self.decided_before, 0)
 
     @property
     def elapsed(self) -> float:
@@ -138,6 +162,7 @@ class RunStats:
             "dead_lettered_total": self.total_dead,
             "dead_lettered_input_lines": self.dead_input,
             "skipped_done": self.skipped_done,
+            "decided_before_unread": self.unread_done + self.unread_dead,
             "changed_since_done": self.changed_done,
             "pending": self.pending,
             "requests_sent": self.sent,

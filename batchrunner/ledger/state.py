@@ -193,6 +193,32 @@ class LedgerState:
             return self._results.find(hi, lo) < 0  # the results were kept: they decide
         return not table.get(off) & _FLAG
 
+    @property
+    def results_found(self) -> int:
+        """How many ids the results file held at the scan (0 when the done ids are not kept)."""
+        return len(self._results) if self._results is not None else 0
+
+    def dead_found(self, dead_path: Path, after_line: int) -> tuple[int, int]:
+        """Of the entries the scan found that are still in force: the dead ids not to send
+        again, and the dead input lines after ``after_line``. Entries are remembered by their
+        offset only, so this reads ``dead_path`` again: call it before the file is rewritten
+        (entries written since the scan are not counted)."""
+        if not len(self._dead) and not len(self._lines):
+            return 0, 0
+        ids = lines = 0
+        for offset, _, raw in read_records(dead_path):
+            obj = loads_object(raw)
+            fields = read_dead(obj) if obj is not None else None
+            if fields is None or not self.in_force(offset, fields):
+                continue
+            if fields.kind == KIND_INPUT:
+                lines += (fields.line or 0) > after_line
+            else:
+                assert fields.custom_id is not None
+                off = self._dead.find(*key(fields.custom_id.encode()))
+                ids += not self._retried(self._dead.get(off))
+        return ids, lines
+
     def _entry(self, table: KeyTable, off: int) -> DeadEntry:
         info = table.get(off)
         status, type_ = self._kind(info)
