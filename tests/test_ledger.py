@@ -52,7 +52,7 @@ def write(path: Path, *lines: bytes) -> Path:
 def claimed(state: LedgerState, cid: str) -> Done | None:
     """The :class:`Done` a read of the input makes of a line naming ``cid`` (once per id:
     a second line naming it is a duplicate); ``None`` for an id to send."""
-    outcome = state.claim(cid)
+    (outcome,) = state.claim([cid])
     assert outcome != DUPLICATE
     return None if outcome == NEW else Done(cid, 1, outcome)
 
@@ -104,7 +104,7 @@ def test_scan_results_ids_with_fingerprints(files: tuple[Path, Path]) -> None:
     write(results, result_line(a, {"id": "x"}, 1, 0.1), b"\n", result_line(b, {}, 2, 0.2))
     state = scan(results, dead)
     assert (sent_fp(state, "a"), sent_fp(state, "b"), decided(state, "c")) == (a.fp, b.fp, False)
-    assert state.claim("a") == DUPLICATE  # a second line naming it
+    assert state.claim(["a"]) == [DUPLICATE]  # a second line naming it
     assert state.warnings == []
     light = scan(results, dead, with_fp=False)
     done = claimed(light, "a")
@@ -228,6 +228,16 @@ def test_scan_repairs_a_torn_tail_with_a_warning(files: tuple[Path, Path]) -> No
     assert dead.read_bytes() == b""
 
 
+def result_rows(path: Path) -> list[tuple[bytes, int, bytes | None] | int]:
+    """What :func:`read_results` finds, block after block: (id, line, fp) of each result, in
+    order, and the line number of each line that is not one, after its block's results."""
+    rows: list[tuple[bytes, int, bytes | None] | int] = []
+    for got in read_results(path):
+        rows.extend(zip(got.ids, got.lines, got.fps, strict=True))
+        rows.extend(got.not_results)
+    return rows
+
+
 @pytest.mark.parametrize(
     "line",
     [
@@ -238,7 +248,7 @@ def test_scan_repairs_a_torn_tail_with_a_warning(files: tuple[Path, Path]) -> No
 )
 def test_read_results_reads_lines_not_written_by_us(line: dict[str, Any], tmp_path: Path) -> None:
     path = write(tmp_path / "r.jsonl", orjson.dumps(line) + b"\n")
-    assert list(read_results(path)) == [(1, line["custom_id"].encode(), 4, b"00ff")]
+    assert result_rows(path) == [(line["custom_id"].encode(), 4, b"00ff")]
 
 
 def test_read_results_reads_our_own_lines_without_a_parse(
@@ -247,9 +257,7 @@ def test_read_results_reads_our_own_lines_without_a_parse(
     items = [make_item(f"r{i}", line=i) for i in range(1, 4)]
     path = write(tmp_path / "r.jsonl", *(result_line(it, {"n": 1}, 1, 0.5) for it in items))
     monkeypatch.setattr(records, "loads_object", None)  # any parse would fail
-    assert [r[1:] for r in read_results(path)] == [
-        (it.custom_id.encode(), it.line, it.fp.encode()) for it in items
-    ]
+    assert result_rows(path) == [(it.custom_id.encode(), it.line, it.fp.encode()) for it in items]
 
 
 def test_read_results_fast_path_agrees_with_a_parse(tmp_path: Path) -> None:
@@ -257,11 +265,11 @@ def test_read_results_fast_path_agrees_with_a_parse(tmp_path: Path) -> None:
     raw = result_line(item, {"text": ',"batchrunner":{"line":99,'}, 3, 0.25)
     also = result_line(make_item("b\\c", line=13), {}, 1, 0.1)  # escaped: parsed
     path = write(tmp_path / "r.jsonl", raw, b"\n", also, b"[]\n", raw.rstrip(b"\n"))
-    assert list(read_results(path)) == [
-        (1, "é-1".encode(), 12, item.fp.encode()),
-        (3, b"b\\c", 13, make_item("b\\c").fp.encode()),
-        (4, None, 0, None),
-        (5, "é-1".encode(), 12, item.fp.encode()),  # no newline: parsed
+    assert result_rows(path) == [
+        ("é-1".encode(), 12, item.fp.encode()),
+        (b"b\\c", 13, make_item("b\\c").fp.encode()),
+        ("é-1".encode(), 12, item.fp.encode()),  # no newline: parsed
+        4,  # not a result
     ]
 
 
@@ -276,4 +284,4 @@ def test_a_result_says_when_it_completed_and_is_still_read_without_a_parse(
     before = orjson.loads(raw) | {"batchrunner": {k: v for k, v in meta.items() if k != "ts"}}
     path = write(tmp_path / "r.jsonl", raw, orjson.dumps(before) + b"\n")
     monkeypatch.setattr(records, "loads_object", None)  # no parse allowed
-    assert [r[1:] for r in read_results(path)] == [(b"a", 3, item.fp.encode())] * 2
+    assert result_rows(path) == [(b"a", 3, item.fp.encode())] * 2

@@ -422,8 +422,8 @@ def test_read_input_done_ids_are_skipped_or_compared(tmp_path: Path) -> None:
     )
     outcomes = {"a": 7, "b": 8}
 
-    def claim(cid: str) -> int:  # each decided id once; the others are read_input's to track
-        return outcomes.pop(cid, DUPLICATE if cid in "ab" else NEW)
+    def claim(cids: list[str]) -> list[int]:  # each decided id once; the others are ours
+        return [outcomes.pop(cid, DUPLICATE if cid in "ab" else NEW) for cid in cids]
 
     fast = list(read_input(path, CHAT, "m", claim))
     assert [type(e).__name__ for e in fast] == ["Done", "Done", "Item", "BadLine", "BadLine"]
@@ -459,7 +459,7 @@ def test_read_input_keeps_long_integers_on_every_path_but_the_skip(
         ],
     )
     outcomes = {"a": 7}
-    claim = lambda cid: outcomes.pop(cid, NEW)  # noqa: E731
+    claim = lambda cids: [outcomes.pop(cid, NEW) for cid in cids]  # noqa: E731
     done, new, dup, bad_id, implicit = read_input(path, CHAT, "m", claim, compare_done)
     assert isinstance(done, Done) and done.outcome == 7
     if compare_done:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from batchrunner.config import RunConfig, Shard
 from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.stats import RunStats
-from batchrunner.input.lines import BadLine, Done, Item, read_input
+from batchrunner.input.lines import BadLine, Done, DoneLines, Item, read_input
 from batchrunner.input.shard import in_shard
 from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
 from batchrunner.ledger.records import input_dead_line
@@ -53,11 +53,15 @@ def admit(
     inp, endpoint, model = config.input_path, config.endpoint, config.model
     prefix = implicit_id_prefix(read_manifest(config.manifest_path))
     for entry in read_input(inp, endpoint, model, state.claim, check_bodies, prefix):
+        if isinstance(entry, DoneLines):  # most lines of a resumed run: a block at a time
+            _skipped_lines(entry, state, shard, stats)
+            yield None
+            continue
         stats.read += 1
         stats.position = entry.line
         if shard is not None and _other_shard(entry, shard, stats):
             pass
-        elif isinstance(entry, Done):  # most lines of a resumed run: tested first
+        elif isinstance(entry, Done):
             _skipped(state.decide(entry), stats)
             if entry.item is not None:  # an edited input: was the same request sent?
                 old_fp = state.sent_fp(entry)
@@ -72,6 +76,20 @@ def admit(
             yield None
     stats.blank = max(stats.total_lines - stats.read, 0)
     stats.position = stats.total_lines
+
+
+def _skipped_lines(
+    lines: DoneLines, state: LedgerState, shard: Shard | None, stats: RunStats
+) -> None:
+    """Count lines an earlier run decided (done, or still dead), those of other shards
+    passed over."""
+    stats.read += len(lines.outcomes)
+    stats.position = lines.last
+    outcomes = lines.outcomes
+    if shard is not None:
+        outcomes = [d.outcome for d in lines.each() if not _other_shard(d, shard, stats)]
+    stats.skipped_done += len(outcomes)
+    stats.skipped_dead += state.dead_among(outcomes)
 
 
 def _other_shard(entry: Item | BadLine | Done, shard: Shard, stats: RunStats) -> bool:

@@ -117,7 +117,7 @@ def _decision(entry: Item | BadLine | Done, state: LedgerState | None) -> Decisi
         return None
     duplicate = isinstance(entry, BadLine) and entry.type == "duplicate_custom_id"
     if entry.custom_id is not None and not duplicate:
-        outcome = state.claim(entry.custom_id)
+        (outcome,) = state.claim([entry.custom_id])
         if outcome > 0:
             return state.decide(Done(entry.custom_id, entry.line, outcome))
     return None if isinstance(entry, Item) else state.decide(entry)

@@ -12,7 +12,7 @@ import functools
 import io
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -25,6 +25,7 @@ __all__ = [
     "KIND_INPUT",
     "KIND_REQUEST",
     "DeadFields",
+    "ResultLines",
     "batch_job_of",
     "dead_line",
     "input_dead_line",
@@ -208,29 +209,62 @@ def batch_job_of(obj: dict[str, Any]) -> str | None:
     return job if isinstance(job, str) else None
 
 
-def read_results(path: Path) -> Iterator[tuple[int, bytes | None, int, bytes | None]]:
-    """(line number, custom_id as UTF-8, input line, request fingerprint) of each non-blank
-    line of a results file; the id is ``None`` when the line is not a result, the input line
-    0 and the fingerprint ``None`` when the line has none. A line as :func:`result_line`
-    wrote it is read without a parse: resuming ten million of them is mostly this loop."""
+@dataclass(slots=True)
+class ResultLines:
+    """The results among a block of lines of a results file, as lists in file order: each
+    one's custom_id (UTF-8), input line (0: none) and request fingerprint (``None``: none);
+    and the numbers of the block's lines that are not results."""
+
+    ids: list[bytes] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    fps: list[bytes | None] = field(default_factory=list)
+    not_results: list[int] = field(default_factory=list)
+
+
+#: Bytes of a results file read at once by :func:`read_results`: a few thousand results, so
+#: that the lists it gives are worth a call each, and little memory.
+_BLOCK = 1 << 20
+
+
+def read_results(path: Path) -> Iterator[ResultLines]:
+    """The results of a results file, block by block (blank lines are skipped). A line as
+    :func:`result_line` wrote it is read without a parse: resuming ten million of them is
+    mostly this loop."""
+    n = 0
     with _open(path) as f:
-        for n, raw in enumerate(f, start=1):
-            end = raw.find(b'",', _ID_START)  # the id's closing quote (an escaped one: parsed)
-            meta = raw.rfind(_META, end)  # the last "batchrunner" key: ours, written last
-            if (
-                meta > 0
-                and raw.startswith(_ID_PREFIX)
-                and raw.endswith(_FP_END)
-                and raw[-27:-20] == _FP_KEY
-                and raw.find(b"\\", 0, end) < 0
-            ):
-                start = meta + len(_META)
+        while block := f.readlines(_BLOCK):
+            got = ResultLines()
+            add_id, add_line, add_fp = got.ids.append, got.lines.append, got.fps.append
+            for raw in block:
+                n += 1
+                end = raw.find(b'",', _ID_START)  # the id's closing quote (escaped: parsed)
+                start = raw.rfind(_META, end) + len(_META)  # our key, written last
                 digits = raw[start : raw.find(b",", start)]
-                if digits.isdigit():
-                    yield n, raw[_ID_START:end], int(digits), raw[-20:-4]
-                    continue
-            if raw.strip():
-                yield n, *_parse_result(raw)
+                cid = raw[_ID_START:end]
+                if (
+                    start > len(_META)
+                    and digits.isdigit()
+                    and raw.endswith(_FP_END)
+                    and raw.startswith(_ID_PREFIX)
+                    and raw[-27:-20] == _FP_KEY
+                    and b"\\" not in cid
+                ):
+                    add_id(cid)
+                    add_line(int(digits))
+                    add_fp(raw[-20:-4])
+                elif raw.strip():
+                    _add_parsed(got, n, raw)
+            yield got
+
+
+def _add_parsed(got: ResultLines, n: int, raw: bytes) -> None:
+    cid, line, fp = _parse_result(raw)
+    if cid is None:
+        got.not_results.append(n)
+    else:
+        got.ids.append(cid)
+        got.lines.append(line)
+        got.fps.append(fp)
 
 
 def read_result(raw: bytes) -> tuple[str, int] | None:

@@ -25,8 +25,10 @@ ones in force again instead of holding them.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import and_
 from pathlib import Path
 from typing import Literal
 
@@ -41,7 +43,15 @@ from batchrunner.ledger.records import (
     read_records,
     read_results,
 )
-from batchrunner.ledger.table import TAKEN, BitSet, KeyTable, estimate_lines, key
+from batchrunner.ledger.table import (
+    MISSING,
+    BitSet,
+    KeyTable,
+    estimate_lines,
+    key,
+    keys,
+    sorted_ints,
+)
 from batchrunner.runfiles import torn_path
 from batchrunner.vocabulary import failure_key
 
@@ -96,9 +106,11 @@ class LedgerState:
         "_kind_of",
         "_kinds",
         "_lines",
+        "_odd",
         "_result_lines",
         "_results",
         "_retry",
+        "dead_records",
         "warnings",
     )
 
@@ -109,7 +121,7 @@ class LedgerState:
         self._fp = with_fp
         self._results = KeyTable(int(with_fp), results) if done_ids else None
         self._dead = KeyTable(1 + with_fp, dead)
-        self._lines = KeyTable(1)
+        self._lines = KeyTable(2)  # the entry's info, and its line
         self._result_lines = BitSet()
         self._far_lines: set[int] = set()
         self._kinds: list[tuple[int | None, str]] = []
@@ -117,6 +129,10 @@ class LedgerState:
         self._retry: Collection[int] | None = None
         self._again: Collection[str] = ()
         self.warnings: list[str] = []
+        #: The dead-letter file's lines (blank ones aside), and where those that are not
+        #: entries start.
+        self.dead_records = 0
+        self._odd: list[int] = []
 
     def retry_dead(self, statuses: Collection[int]) -> None:
         """``--retry-dead``: from now on, dead ids with one of ``statuses`` (any, if empty)
@@ -128,22 +144,44 @@ class LedgerState:
         (:data:`batchrunner.vocabulary.TRANSIENT`: what failed for no fault of its own)."""
         self._again = types
 
-    def claim(self, custom_id: str) -> int:
-        """``read_input``'s claim, for one read of the input: a handle of the id's outcome
-        the first time a decided id is named, :data:`DUPLICATE` after, :data:`NEW` for an
-        id to send."""
-        hi, lo = key(custom_id.encode())
-        off = self._results.take(hi, lo) if self._results is not None else -1
-        if off >= 0:
-            return (off << 1 | _RESULT) + 1
-        if off == TAKEN:
-            return DUPLICATE
+    def claim(self, custom_ids: list[str]) -> list[int]:
+        """``read_input``'s claim, for one read of the input, of each id of a block of lines
+        in turn: a handle of the id's outcome the first time a decided id is named,
+        :data:`DUPLICATE` after, :data:`NEW` for an id to send."""
+        his, los = keys(list(map(str.encode, custom_ids)))
+        if self._results is None:
+            found = [MISSING] * len(his)
+        else:
+            found = self._results.find_all(his, los, mark=True)
+        claims = [(off << 1 | _RESULT) + 1 if off >= 0 else DUPLICATE for off in found]
+        if len(self._dead):  # the ids without a result: dead, or new
+            for i, off in enumerate(found):
+                if off == MISSING:
+                    claims[i] = self._claim_dead(his[i], los[i])
+        else:
+            claims = [NEW if off == MISSING else c for off, c in zip(found, claims, strict=True)]
+        return claims
+
+    def _claim_dead(self, hi: int, lo: int) -> int:
         dead = self._dead
-        off = dead.find(hi, lo) if len(dead) else -1
+        off = dead.find(hi, lo)
         if off < 0 or self._retried(dead.get(off)):
             return NEW
-        off = dead.take(hi, lo)
+        (off,) = dead.find_all([hi], [lo], mark=True)
         return (off << 1 | _DEAD) + 1 if off >= 0 else DUPLICATE
+
+    @staticmethod
+    def dead_among(claims: list[int]) -> int:
+        """How many of ``claims`` (all handles of decided ids) stand for a dead-letter entry
+        rather than a result: a line :meth:`decide` would not call done."""
+        results: int = sum(map(and_, claims, repeat(1)))  # a result's handle is odd
+        return len(claims) - results
+
+    def dead_entries(self, claims: list[int]) -> Iterator[DeadEntry]:
+        """The entries in force of the dead ids among ``claims`` (handles of decided ids)."""
+        for claim in claims:
+            if not claim & 1:  # a result's handle is odd
+                yield self._entry(self._dead, (claim - 1) >> 1)
 
     def _retried(self, info: int) -> bool:
         status, type_ = self._kind(info)
@@ -193,6 +231,25 @@ class LedgerState:
             return self._results.find(hi, lo) < 0  # the results were kept: they decide
         return not table.get(off) & _FLAG
 
+    def kept(self) -> Iterator[int]:
+        """Where each line of the dead-letter file to keep starts, in file order: the entries
+        in force (:meth:`in_force`, for all of them at once) and the lines that are not
+        entries. There are :attr:`dead_records` when none is superseded."""
+        return sorted_ints(chain(self._live_ids(), self._live_lines(), self._odd))
+
+    def _live_ids(self) -> Iterator[int]:
+        for (his, los), (infos, *_) in self._dead.entries():
+            if self._results is not None:  # the results were kept: they decide
+                found = self._results.find_all(his, los)
+                infos = [info for info, off in zip(infos, found, strict=True) if off == MISSING]
+            yield from (info & _OFFSET for info in infos if not info & _FLAG)
+
+    def _live_lines(self) -> Iterator[int]:
+        for _, (infos, lines) in self._lines.entries():
+            for info, line in zip(infos, lines, strict=True):
+                if not info & _FLAG and not self._named_by_result(line):
+                    yield info & _OFFSET
+
     def _entry(self, table: KeyTable, off: int) -> DeadEntry:
         info = table.get(off)
         status, type_ = self._kind(info)
@@ -214,7 +271,9 @@ class LedgerState:
             raise LedgerError("a dead-letter file over 1 TiB is not supported")
         if fields.kind == KIND_INPUT:
             assert fields.line is not None
-            self._lines.put(self._lines.insert(*_line_key(fields.line)), info)
+            off = self._lines.insert(*_line_key(fields.line))
+            self._lines.put(off, info)
+            self._lines.put(off, fields.line, 1)
             return
         assert fields.custom_id is not None
         off = self._dead.insert(*key(fields.custom_id.encode()))
@@ -235,22 +294,28 @@ class LedgerState:
 
     def _add_results(self, path: Path) -> None:
         """Every result of ``path`` (after the dead-letter file: it supersedes entries)."""
-        results, keep_fp, name_line = self._results, self._fp, self._result_lines.add
+        results, keep_fp = self._results, self._fp
         # Without the done ids kept, a dead entry's flag says whether a result supersedes it.
         dead = self._dead if results is None and len(self._dead) else None
-        for n, cid, line, fp in read_results(path):
-            if cid is None:
-                self.warnings.append(f"{path}:{n}: not a result line; ignored")
-                continue
-            hi, lo = key(cid)
+        for got in read_results(path):
+            self.warnings.extend(f"{path}:{n}: not a result line; ignored" for n in got.not_results)
+            his, los = keys(got.ids)
             if results is not None:
-                off = results.insert(hi, lo)
+                offs = results.insert_all(his, los)
                 if keep_fp:
-                    results.put(off, _fp_word(fp))
+                    for off, fp in zip(offs, got.fps, strict=True):
+                        results.put(off, _fp_word(fp))
             if dead is not None:
-                _flag(dead, hi, lo)
+                for off in dead.find_all(his, los):
+                    if off >= 0:
+                        dead.put(off, dead.get(off) | _FLAG)
+            self._name_lines(got.lines)
+
+    def _name_lines(self, lines: list[int]) -> None:
+        named = self._result_lines.add
+        for line in lines:
             if 0 < line < _MAX_BIT_LINE:
-                name_line(line)
+                named(line)
             elif line > 0:
                 self._far_lines.add(line)
 
@@ -299,10 +364,12 @@ def scan_readonly(
     expected = estimate_lines(results_path) if results_path and done_ids else 0
     state = LedgerState(with_fp, done_ids, expected, estimate_lines(dead_path))
     for offset, n, raw in read_records(dead_path):
+        state.dead_records += 1
         obj = loads_object(raw)
         fields = read_dead(obj) if obj is not None else None
         if fields is None:
             state.warnings.append(f"{dead_path}:{n}: not a dead-letter line; ignored")
+            state._odd.append(offset)
             continue
         state._add_dead(offset, fields)
     if results_path is not None:
