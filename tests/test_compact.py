@@ -35,9 +35,9 @@ from batchrunner.ledger.state import LedgerState, scan_readonly
 from batchrunner.ledger.table import (
     MISSING,
     TAKEN,
-    BitSet,
     Keys,
     KeyTable,
+    NumberSet,
     estimate_lines,
     key,
     keys,
@@ -105,12 +105,15 @@ def test_the_key_of_one_id_is_its_key_in_a_list(ids: list[bytes]) -> None:
     assert [key(i) for i in ids] == list(zip(*keys(ids), strict=True))
 
 
-def test_bitset_grows_to_the_largest_member() -> None:
-    bits = BitSet()
-    members = [0, 7, 8, 1000, 123_457]
-    for n in members:
-        bits.add(n)
-    assert [n for n in range(200_000) if n in bits] == members
+@pytest.mark.parametrize("block", [1, 3, 10])
+def test_number_set_holds_what_was_added_near_and_far(block: int) -> None:
+    numbers = NumberSet()
+    members = [0, 7, 8, 1000, 123_457, -3, table._NEAR, table._NEAR + 5]
+    for i in range(0, len(members), block):
+        numbers.add_all(members[i : i + block])
+    numbers.add_all([])
+    asked = [*range(-5, 200_000), table._NEAR - 1, table._NEAR, table._NEAR + 5, 1 << 40]
+    assert [n for n in asked if n in numbers] == sorted(members)
 
 
 @pytest.mark.parametrize("values", [[], [5], [3, 1, 2], list(range(50, 0, -3)) * 3])

@@ -13,6 +13,8 @@ import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import add, getitem
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -50,6 +52,8 @@ _ID_PREFIX = b'{"custom_id":"'
 _ID_START = len(_ID_PREFIX)
 _META = b',"batchrunner":{"line":'
 _FP_KEY, _FP_END = b',"fp":"', b'"}}\n'  # 16 hex digits between
+_FP_AT, _FP = slice(-27, -20), slice(-20, -4)
+_COMMA = repeat(b",")
 
 
 def utc_iso(ts: float | None = None) -> str:
@@ -227,44 +231,78 @@ _BLOCK = 1 << 20
 
 
 def read_results(path: Path) -> Iterator[ResultLines]:
-    """The results of a results file, block by block (blank lines are skipped). A line as
-    :func:`result_line` wrote it is read without a parse: resuming ten million of them is
-    mostly this loop."""
+    """The results of a results file, block by block (blank lines are skipped). Lines as
+    :func:`result_line` wrote them are read without a parse, a whole block by each step:
+    resuming ten million of them is mostly this loop."""
     n = 0
     with _open(path) as f:
         while block := f.readlines(_BLOCK):
-            got = ResultLines()
-            add_id, add_line, add_fp = got.ids.append, got.lines.append, got.fps.append
-            for raw in block:
-                n += 1
-                end = raw.find(b'",', _ID_START)  # the id's closing quote (escaped: parsed)
-                start = raw.rfind(_META, end) + len(_META)  # our key, written last
-                digits = raw[start : raw.find(b",", start)]
-                cid = raw[_ID_START:end]
-                if (
-                    start > len(_META)
-                    and digits.isdigit()
-                    and raw.endswith(_FP_END)
-                    and raw.startswith(_ID_PREFIX)
-                    and raw[-27:-20] == _FP_KEY
-                    and b"\\" not in cid
-                ):
-                    add_id(cid)
-                    add_line(int(digits))
-                    add_fp(raw[-20:-4])
-                elif raw.strip():
-                    _add_parsed(got, n, raw)
-            yield got
+            yield _ours(block) or _one_by_one(block, n)
+            n += len(block)
 
 
-def _add_parsed(got: ResultLines, n: int, raw: bytes) -> None:
-    cid, line, fp = _parse_result(raw)
-    if cid is None:
-        got.not_results.append(n)
-    else:
-        got.ids.append(cid)
-        got.lines.append(line)
-        got.fps.append(fp)
+def _ours(block: list[bytes]) -> ResultLines | None:
+    """The block's results when every line is one as :func:`result_line` wrote it (each
+    step a ``map``, no Python step per line); ``None`` when a line is not."""
+    ends = list(map(bytes.find, block, repeat(b'",'), repeat(_ID_START)))  # the id's quote
+    ids = _cuts(map(getitem, block, map(slice, repeat(_ID_START), ends)))
+    starts = list(map(bytes.rfind, block, repeat(_META), ends))  # our key, written last
+    meta = min(starts, default=-1) >= 0  # ... after the id, in every line
+    starts = list(map(add, starts, repeat(len(_META))))
+    digits = _cuts(map(getitem, block, map(slice, starts, map(bytes.find, block, _COMMA, starts))))
+    if not (
+        meta
+        and all(map(bytes.isdigit, digits))
+        and all(map(bytes.endswith, block, repeat(_FP_END)))
+        and all(map(bytes.startswith, block, repeat(_ID_PREFIX)))
+        and set(map(getitem, block, repeat(_FP_AT))) == {_FP_KEY}
+        and not any(map(bytes.__contains__, ids, repeat(b"\\")))  # an escaped id: parsed
+    ):
+        return None
+    fps: list[bytes | None] = list(_cuts(map(getitem, block, repeat(_FP))))
+    return ResultLines(ids, list(map(int, digits)), fps)
+
+
+def _cuts(pieces: Iterator[Any]) -> list[bytes]:
+    """``pieces``, slices of lines cut by ``map(getitem, ...)`` (typed as any sequence)."""
+    return list(pieces)
+
+
+def _one_by_one(block: list[bytes], before: int) -> ResultLines:
+    """The block's results, line by line: those :func:`result_line` wrote (a line that
+    names its own endpoint among them) still without a parse."""
+    got = ResultLines()
+    for n, raw in enumerate(block, start=before + 1):
+        if not raw.strip():
+            continue
+        cid, line, fp = _our_line(raw) or _parse_result(raw)
+        if cid is None:
+            got.not_results.append(n)
+        else:
+            got.ids.append(cid)
+            got.lines.append(line)
+            got.fps.append(fp)
+    return got
+
+
+def _our_line(raw: bytes) -> tuple[bytes, int, bytes] | None:
+    """(custom_id, input line, fingerprint) of a line as :func:`result_line` wrote it."""
+    end = raw.find(b'",', _ID_START)
+    start = raw.rfind(_META, end) + len(_META)
+    digits = raw[start : raw.find(b",", start)]
+    at = raw.rfind(_FP_KEY, start) + len(_FP_KEY)  # before the line's own "url", if any
+    cid = raw[_ID_START:end]
+    if (
+        start > len(_META)
+        and at > len(_FP_KEY)
+        and digits.isdigit()
+        and raw.endswith(b'"}}\n')
+        and raw.startswith(_ID_PREFIX)
+        and raw[at + 16 : at + 17] == b'"'
+        and b"\\" not in cid
+    ):
+        return cid, int(digits), raw[at : at + 16]
+    return None
 
 
 def read_result(raw: bytes) -> tuple[str, int] | None:

@@ -45,8 +45,8 @@ from batchrunner.ledger.records import (
 )
 from batchrunner.ledger.table import (
     MISSING,
-    BitSet,
     KeyTable,
+    NumberSet,
     estimate_lines,
     key,
     keys,
@@ -65,8 +65,6 @@ _OFFSET_BITS = 40
 _OFFSET = (1 << _OFFSET_BITS) - 1
 _KINDS = 1 << 23
 _FLAG = 1 << 63
-# Lines a result names are bits up to here (32 MiB); beyond, only a hand-edited file goes.
-_MAX_BIT_LINE = 1 << 28
 _RESULT, _DEAD = 0, 1
 
 
@@ -101,7 +99,6 @@ class LedgerState:
     __slots__ = (
         "_again",
         "_dead",
-        "_far_lines",
         "_fp",
         "_kind_of",
         "_kinds",
@@ -122,8 +119,7 @@ class LedgerState:
         self._results = KeyTable(int(with_fp), results) if done_ids else None
         self._dead = KeyTable(1 + with_fp, dead)
         self._lines = KeyTable(2)  # the entry's info, and its line
-        self._result_lines = BitSet()
-        self._far_lines: set[int] = set()
+        self._result_lines = NumberSet()
         self._kinds: list[tuple[int | None, str]] = []
         self._kind_of: dict[tuple[int | None, str], int] = {}
         self._retry: Collection[int] | None = None
@@ -260,7 +256,7 @@ class LedgerState:
         return self._kinds[(info & ~_FLAG) >> _OFFSET_BITS]
 
     def _named_by_result(self, line: int) -> bool:
-        return line in self._result_lines if line < _MAX_BIT_LINE else line in self._far_lines
+        return line > 0 and line in self._result_lines  # 0: a result that names no line
 
     # -- filling it from the files, dead-letter file first ----------------------------
 
@@ -309,15 +305,7 @@ class LedgerState:
                 for off in dead.find_all(his, los):
                     if off >= 0:
                         dead.put(off, dead.get(off) | _FLAG)
-            self._name_lines(got.lines)
-
-    def _name_lines(self, lines: list[int]) -> None:
-        named = self._result_lines.add
-        for line in lines:
-            if 0 < line < _MAX_BIT_LINE:
-                named(line)
-            elif line > 0:
-                self._far_lines.add(line)
+            self._result_lines.add_all(got.lines)
 
 
 def _line_key(line: int) -> tuple[int, int]:

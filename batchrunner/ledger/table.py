@@ -23,6 +23,7 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
 from operator import and_
@@ -31,9 +32,9 @@ from pathlib import Path
 __all__ = [
     "MISSING",
     "TAKEN",
-    "BitSet",
     "KeyTable",
     "Keys",
+    "NumberSet",
     "estimate_lines",
     "key",
     "keys",
@@ -52,6 +53,9 @@ _FILL = 0.7
 _MAX_FILL = 0.8
 #: How much of a file :func:`estimate_lines` reads to learn its line length.
 _SAMPLE = 1 << 20
+#: Numbers a :class:`NumberSet` keeps a byte each for, up to here (64 MiB); beyond, only a
+#: hand-edited file goes.
+_NEAR = 1 << 26
 #: Slots :meth:`KeyTable.entries` gives at once.
 _CHUNK = 1 << 12
 #: Values :func:`sorted_ints` sorts as Python ints at once (~40 MB), the rest in arrays.
@@ -90,7 +94,7 @@ class KeyTable:
         self._limit = int(self._cap * _MAX_FILL)
         self._t = array("Q", bytes(8 * self._step * self._cap))
         self._used = 0
-        self._marks = bytearray()  # one bit a slot, made at the first mark
+        self._marks = bytearray()  # one byte a slot, made at the first mark
 
     def __len__(self) -> int:
         return self._used
@@ -125,10 +129,11 @@ class KeyTable:
         is marked too, and one marked before (by this call or an earlier one) answers
         :data:`TAKEN` instead: the first claim of an id wins. Marks are kept while no new key
         is inserted."""
-        t, step, cap, found = self._t, self._step, self._cap, []
-        end = len(t)
+        t, step, cap = self._t, self._step, self._cap
+        found: list[int] = []
+        end, append = len(t), found.append
         if mark and not self._marks:
-            self._marks = bytearray((cap >> 3) + 1)
+            self._marks = bytearray(cap)  # a byte a slot: fewer steps than a bit
         marks = self._marks
         for hi, lo in zip(his, los, strict=True):
             off = ((lo * cap) >> 64) * step
@@ -140,13 +145,11 @@ class KeyTable:
                 if off == end:
                     off = 0
             if mark and off >= 0:
-                slot = off // step
-                bit = 1 << (slot & 7)
-                if marks[slot >> 3] & bit:
+                if marks[off // step]:
                     off = TAKEN
                 else:
-                    marks[slot >> 3] |= bit
-            found.append(off)
+                    marks[off // step] = 1
+            append(off)
         return found
 
     def insert_all(self, his: list[int], los: list[int]) -> list[int]:
@@ -203,23 +206,31 @@ def _entries(t: array[int], step: int) -> Iterator[tuple[Keys, list[list[int]]]]
         yield (his, los), values
 
 
-class BitSet:
-    """Non-negative ints as bits of a ``bytearray`` that grows to the largest one."""
+class NumberSet:
+    """A set of ints (line numbers) in one byte each of a ``bytearray`` that grows to the
+    largest, up to a limit; the rare others in a ``set``. A byte, not a bit: a block of
+    numbers is added by one ``map``, no Python step each."""
 
-    __slots__ = ("_bits",)
+    __slots__ = ("_far", "_near")
 
-    def __init__(self, size: int = 0) -> None:
-        self._bits = bytearray((size + 7) >> 3)
+    def __init__(self) -> None:
+        self._near = bytearray()
+        self._far: set[int] = set()
 
-    def add(self, n: int) -> None:
-        bits, i = self._bits, n >> 3
-        if i >= len(bits):
-            bits.extend(bytes(max(i + 1 - len(bits), len(bits))))  # doubling: few copies
-        bits[i] |= 1 << (n & 7)
+    def add_all(self, numbers: list[int]) -> None:
+        if not numbers:
+            return
+        near = self._near
+        if min(numbers) < 0 or max(numbers) >= _NEAR:
+            self._far.update(n for n in numbers if not 0 <= n < _NEAR)
+            numbers = [n for n in numbers if 0 <= n < _NEAR]
+        top = max(numbers, default=-1)
+        if top >= len(near):
+            near.extend(bytes(max(top + 1 - len(near), len(near))))  # doubling: few copies
+        deque(map(near.__setitem__, numbers, repeat(1)), maxlen=0)
 
     def __contains__(self, n: int) -> bool:
-        bits, i = self._bits, n >> 3
-        return i < len(bits) and bool(bits[i] >> (n & 7) & 1)
+        return bool(self._near[n]) if 0 <= n < len(self._near) else n in self._far
 
 
 def estimate_lines(path: Path) -> int:
