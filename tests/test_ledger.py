@@ -12,6 +12,7 @@ import pytest
 from batchrunner.input.lines import DUPLICATE, NEW, BadLine, Done, Item, parse_line
 from batchrunner.ledger import records
 from batchrunner.ledger.records import (
+    dead_fields,
     dead_line,
     input_dead_line,
     loads_object,
@@ -285,3 +286,33 @@ def test_a_result_says_when_it_completed_and_is_still_read_without_a_parse(
     path = write(tmp_path / "r.jsonl", raw, orjson.dumps(before) + b"\n")
     monkeypatch.setattr(records, "loads_object", None)  # no parse allowed
     assert result_rows(path) == [(b"a", 3, item.fp.encode())] * 2
+
+
+def _ours_and_others() -> list[bytes]:
+    """Dead-letter lines as we write them, and lines shaped otherwise."""
+    tricky = make_item("t", prompt='"error":{"status_code":1},"attempts":2,"batchrunner":{')
+    broken = parse_line(b"{broken", 4, CHAT, "m")
+    assert isinstance(broken, BadLine)
+    input_entry = input_dead_line(broken)
+    return [
+        dead_line(make_item("a", line=2), rejected(), 1),
+        dead_line(make_item("b", line=3), rejected(500, "server_error"), 8, batch_job="job-1"),
+        dead_line(tricky, rejected(422, "validation_error"), 1),
+        dead_line(make_item('q"\\uote', line=5), rejected(), 1),
+        input_entry,
+        input_dead_line(bad_line(6, "named")),
+        orjson.dumps({"line": 7, "custom_id": "x", "error": {"type": "t"}}) + b"\n",
+        orjson.dumps({"custom_id": "y", "line": 8, "request": {}, "error": {}}) + b"\n",
+        b'{"custom_id":"z","line":9,"request":{},"error":{"status_code":400},"attempts":1,'
+        b'"batchrunner":{"kind":"request"}\n',  # cut short: no whole line
+        b"[1, 2]\n",
+    ]
+
+
+def test_dead_fields_reads_each_line_as_a_parse_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _ours_and_others()
+    expected = [read_dead(o) if (o := loads_object(raw)) is not None else None for raw in lines]
+    assert [dead_fields(raw) for raw in lines] == expected
+    assert [f.kind if f else None for f in expected[:6]] == ["request"] * 4 + ["input"] * 2
+    monkeypatch.setattr(records, "loads_object", None)  # our own lines: no whole parse
+    assert [dead_fields(raw) for raw in lines[:6]] == expected[:6]

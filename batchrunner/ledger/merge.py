@@ -32,8 +32,7 @@ from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest, write
 from batchrunner.ledger.mergereport import MergeReport
 from batchrunner.ledger.records import (
     KIND_INPUT,
-    loads_object,
-    read_dead,
+    dead_fields,
     read_records,
     read_result,
 )
@@ -181,8 +180,7 @@ def _copy_dead(
 ) -> int:
     written = 0
     for offset, _, raw in read_records(f.dead):
-        obj = loads_object(raw)
-        fields = read_dead(obj) if obj is not None else None
+        fields = dead_fields(raw)
         if fields is None or not state.in_force(offset, fields):
             continue
         if fields.kind == KIND_INPUT:

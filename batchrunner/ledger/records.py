@@ -29,6 +29,7 @@ __all__ = [
     "DeadFields",
     "ResultLines",
     "batch_job_of",
+    "dead_fields",
     "dead_line",
     "input_dead_line",
     "is_dead_entry",
@@ -53,6 +54,10 @@ _ID_START = len(_ID_PREFIX)
 _META = b',"batchrunner":{"line":'
 _FP_KEY, _FP_END = b',"fp":"', b'"}}\n'  # 16 hex digits between
 _FP_AT, _FP = slice(-27, -20), slice(-20, -4)
+# How _dead's lines are laid out, to read them without their request:
+# {"custom_id":..,"line":..,"request":..,"error":{..},"attempts":..,"ts":..,"batchrunner":{..}}
+_ID_KEY, _REQUEST = b'{"custom_id":', b',"request":'
+_ERROR, _ERROR_END, _DEAD_META = b',"error":{', b'},"attempts":', b',"batchrunner":{'
 _COMMA = repeat(b",")
 
 
@@ -175,7 +180,7 @@ def _open(path: Path) -> BinaryIO:
         return io.BytesIO()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per entry on resume, and frozen costs 2x
 class DeadFields:
     """What decides a dead-letter entry: its key (an id, or an input line for ``input``
     entries) and the failure it records."""
@@ -191,20 +196,50 @@ class DeadFields:
 def read_dead(obj: dict[str, Any]) -> DeadFields | None:
     """The deciding fields of a dead-letter entry; ``None`` when it has no key (a request
     entry without a custom_id, an input entry without a line number)."""
-    meta, error = _dict(obj.get("batchrunner")), _dict(obj.get("error"))
-    kind = KIND_INPUT if meta.get("kind") == KIND_INPUT else KIND_REQUEST
+    meta, error = obj.get("batchrunner"), obj.get("error")
+    meta = meta if type(meta) is dict else {}  # exact types: what a JSON parse makes
+    error = error if type(error) is dict else {}
     cid, line, fp = obj.get("custom_id"), obj.get("line"), meta.get("fp")
     status = error.get("status_code")
+    kind = KIND_INPUT if meta.get("kind") == KIND_INPUT else KIND_REQUEST
     fields = DeadFields(
-        kind=kind,
-        custom_id=cid if isinstance(cid, str) else None,
-        line=line if _is_int(line) else None,
-        status_code=status if _is_int(status) else None,
-        type=str(error.get("type") or "unknown"),
-        fp=fp if isinstance(fp, str) else None,
+        kind,
+        cid if type(cid) is str else None,
+        line if type(line) is int else None,
+        status if type(status) is int else None,
+        str(error.get("type") or "unknown"),
+        fp if type(fp) is str else None,
     )
     key = fields.line if kind == KIND_INPUT else fields.custom_id
     return fields if key is not None else None
+
+
+def dead_fields(raw: bytes) -> DeadFields | None:
+    """The deciding fields of one line of a dead-letter file (:func:`read_dead`); ``None``
+    when it is not an entry. A line as :func:`dead_line` wrote it is read without parsing
+    its request, which is most of it: only its head, its error and our metadata."""
+    obj = _dead_parts(raw)
+    if obj is None:
+        obj = loads_object(raw)
+    return read_dead(obj) if obj is not None else None
+
+
+def _dead_parts(raw: bytes) -> dict[str, Any] | None:
+    request = raw.find(_REQUEST)  # the first: the id and line before it hold no quote
+    error = raw.rfind(_ERROR)  # the last: after the request, which may hold one
+    error_end = raw.find(_ERROR_END, error) + 1
+    meta = raw.rfind(_DEAD_META)  # the last key
+    if not (
+        0 < request < error < error_end < meta and raw.startswith(_ID_KEY) and raw.endswith(b"}}\n")
+    ):
+        return None
+    try:
+        obj = orjson.loads(raw[:request] + b"}")
+        obj["error"] = orjson.loads(raw[error + len(_ERROR) - 1 : error_end])
+        obj["batchrunner"] = orjson.loads(raw[meta + len(_DEAD_META) - 1 : -2])
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def batch_job_of(obj: dict[str, Any]) -> str | None:

@@ -38,8 +38,7 @@ from batchrunner.ledger.appendfile import AppendFile, repair_torn_tail
 from batchrunner.ledger.records import (
     KIND_INPUT,
     DeadFields,
-    loads_object,
-    read_dead,
+    dead_fields,
     read_records,
     read_results,
 )
@@ -98,6 +97,7 @@ class LedgerState:
 
     __slots__ = (
         "_again",
+        "_bad_lines",
         "_dead",
         "_fp",
         "_kind_of",
@@ -120,6 +120,7 @@ class LedgerState:
         self._dead = KeyTable(1 + with_fp, dead)
         self._lines = KeyTable(2)  # the entry's info, and its line
         self._result_lines = NumberSet()
+        self._bad_lines = NumberSet()  # the lines of the input entries: few, or none
         self._kinds: list[tuple[int | None, str]] = []
         self._kind_of: dict[tuple[int | None, str], int] = {}
         self._retry: Collection[int] | None = None
@@ -270,13 +271,14 @@ class LedgerState:
             off = self._lines.insert(*_line_key(fields.line))
             self._lines.put(off, info)
             self._lines.put(off, fields.line, 1)
+            self._bad_lines.add_all([fields.line])
             return
         assert fields.custom_id is not None
         off = self._dead.insert(*key(fields.custom_id.encode()))
         self._dead.put(off, info)
         if self._fp:
             self._dead.put(off, _fp_word(fields.fp), 1)
-        if fields.line is not None and len(self._lines):  # that line was fixed and sent
+        if fields.line is not None and fields.line in self._bad_lines:  # fixed and sent since
             _flag(self._lines, *_line_key(fields.line))
 
     def _kind_index(self, status: int | None, type_: str) -> int:
@@ -353,8 +355,7 @@ def scan_readonly(
     state = LedgerState(with_fp, done_ids, expected, estimate_lines(dead_path))
     for offset, n, raw in read_records(dead_path):
         state.dead_records += 1
-        obj = loads_object(raw)
-        fields = read_dead(obj) if obj is not None else None
+        fields = dead_fields(raw)
         if fields is None:
             state.warnings.append(f"{dead_path}:{n}: not a dead-letter line; ignored")
             state._odd.append(offset)

@@ -111,10 +111,13 @@ class KeyTable:
 
     def insert(self, hi: int, lo: int) -> int:
         """The offset of the slot of key (``hi``, ``lo``), made (values 0) if it had none."""
-        off = self._slot(hi, lo)
-        if self._t[off] or self._t[off + 1]:
-            return off
-        return self.insert_all([hi], [lo])[0]
+        if self._used >= self._limit:
+            return self.insert_all([hi], [lo])[0]  # which grows the table first
+        off, t = self._slot(hi, lo), self._t
+        if not t[off] and not t[off + 1]:
+            t[off], t[off + 1] = hi, lo
+            self._used += 1
+        return off
 
     def _slot(self, hi: int, lo: int) -> int:
         """The offset of the key's slot, or of the empty slot that ends its run."""
