@@ -54,6 +54,7 @@ _ID_START = len(_ID_PREFIX)
 _META = b',"batchrunner":{"line":'
 _FP_KEY, _FP_END = b',"fp":"', b'"}}\n'  # 16 hex digits between
 _FP_AT, _FP = slice(-27, -20), slice(-20, -4)
+_END = b'"}}\n'  # a result's last bytes, its own endpoint named or not
 # How _dead's lines are laid out, to read them without their request:
 # {"custom_id":..,"line":..,"request":..,"error":{..},"attempts":..,"ts":..,"batchrunner":{..}}
 _ID_KEY, _REQUEST = b'{"custom_id":', b',"request":'
@@ -265,20 +266,25 @@ class ResultLines:
 _BLOCK = 1 << 20
 
 
-def read_results(path: Path) -> Iterator[ResultLines]:
+def read_results(path: Path, with_fp: bool = True) -> Iterator[ResultLines]:
     """The results of a results file, block by block (blank lines are skipped). Lines as
     :func:`result_line` wrote them are read without a parse, a whole block by each step:
-    resuming ten million of them is mostly this loop."""
+    resuming ten million of them is mostly this loop. Without ``with_fp``, the fingerprints
+    are left out (``None``)."""
     n = 0
     with _open(path) as f:
         while block := f.readlines(_BLOCK):
-            yield _ours(block) or _one_by_one(block, n)
+            got = _ours(block, with_fp) or _one_by_one(block, n)
+            if not with_fp:
+                got.fps = [None] * len(got.ids)
+            yield got
             n += len(block)
 
 
-def _ours(block: list[bytes]) -> ResultLines | None:
+def _ours(block: list[bytes], with_fp: bool) -> ResultLines | None:
     """The block's results when every line is one as :func:`result_line` wrote it (each
-    step a ``map``, no Python step per line); ``None`` when a line is not."""
+    step a ``map``, no Python step per line); ``None`` when a line is not. Without
+    ``with_fp``, a line that names its own endpoint is one too."""
     ends = list(map(bytes.find, block, repeat(b'",'), repeat(_ID_START)))  # the id's quote
     ids = _cuts(map(getitem, block, map(slice, repeat(_ID_START), ends)))
     starts = list(map(bytes.rfind, block, repeat(_META), ends))  # our key, written last
@@ -288,11 +294,14 @@ def _ours(block: list[bytes]) -> ResultLines | None:
     if not (
         meta
         and all(map(bytes.isdigit, digits))
-        and all(map(bytes.endswith, block, repeat(_FP_END)))
+        and all(map(bytes.endswith, block, repeat(_FP_END if with_fp else _END)))
         and all(map(bytes.startswith, block, repeat(_ID_PREFIX)))
-        and set(map(getitem, block, repeat(_FP_AT))) == {_FP_KEY}
         and not any(map(bytes.__contains__, ids, repeat(b"\\")))  # an escaped id: parsed
     ):
+        return None
+    if not with_fp:
+        return ResultLines(ids, list(map(int, digits)))
+    if set(map(getitem, block, repeat(_FP_AT))) != {_FP_KEY}:
         return None
     fps: list[bytes | None] = list(_cuts(map(getitem, block, repeat(_FP))))
     return ResultLines(ids, list(map(int, digits)), fps)
@@ -331,7 +340,7 @@ def _our_line(raw: bytes) -> tuple[bytes, int, bytes] | None:
         start > len(_META)
         and at > len(_FP_KEY)
         and digits.isdigit()
-        and raw.endswith(b'"}}\n')
+        and raw.endswith(_END)
         and raw.startswith(_ID_PREFIX)
         and raw[at + 16 : at + 17] == b'"'
         and b"\\" not in cid

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from itertools import chain, repeat
-from operator import and_
+from operator import add, and_, lshift
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +44,7 @@ from batchrunner.ledger.records import (
 )
 from batchrunner.ledger.table import (
     MISSING,
+    TAKEN,
     KeyTable,
     NumberSet,
     estimate_lines,
@@ -150,13 +151,13 @@ class LedgerState:
             found = [MISSING] * len(his)
         else:
             found = self._results.find_all(his, los, mark=True)
-        claims = [(off << 1 | _RESULT) + 1 if off >= 0 else DUPLICATE for off in found]
-        if len(self._dead):  # the ids without a result: dead, or new
-            for i, off in enumerate(found):
-                if off == MISSING:
-                    claims[i] = self._claim_dead(his[i], los[i])
-        else:
-            claims = [NEW if off == MISSING else c for off, c in zip(found, claims, strict=True)]
+        # A result's handle for every slot found, by map: the few others are set one by one
+        claims = list(map(add, map(lshift, found, repeat(1)), repeat(_RESULT + 1)))
+        for i in _where(found, TAKEN):
+            claims[i] = DUPLICATE
+        dead = len(self._dead)
+        for i in _where(found, MISSING):  # no result: dead, or new
+            claims[i] = self._claim_dead(his[i], los[i]) if dead else NEW
         return claims
 
     def _claim_dead(self, hi: int, lo: int) -> int:
@@ -295,7 +296,7 @@ class LedgerState:
         results, keep_fp = self._results, self._fp
         # Without the done ids kept, a dead entry's flag says whether a result supersedes it.
         dead = self._dead if results is None and len(self._dead) else None
-        for got in read_results(path):
+        for got in read_results(path, keep_fp):
             self.warnings.extend(f"{path}:{n}: not a result line; ignored" for n in got.not_results)
             his, los = keys(got.ids)
             if results is not None:
@@ -308,6 +309,17 @@ class LedgerState:
                     if off >= 0:
                         dead.put(off, dead.get(off) | _FLAG)
             self._result_lines.add_all(got.lines)
+
+
+def _where(values: list[int], value: int) -> Iterator[int]:
+    """The indices of ``value`` in ``values``, found by ``list.index`` (a search in C)."""
+    i = -1
+    try:
+        while True:
+            i = values.index(value, i + 1)
+            yield i
+    except ValueError:
+        return
 
 
 def _line_key(line: int) -> tuple[int, int]:
