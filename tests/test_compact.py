@@ -12,7 +12,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchrunner.input.lines import DUPLICATE, NEW, BadLine, Done, Item, parse_line, read_input
+from batchrunner.input.lines import (
+    DUPLICATE,
+    NEW,
+    BadLine,
+    Done,
+    DoneLines,
+    Item,
+    parse_line,
+    read_input,
+)
 from batchrunner.ledger import table
 from batchrunner.ledger.records import (
     dead_line,
@@ -23,7 +32,17 @@ from batchrunner.ledger.records import (
     result_line,
 )
 from batchrunner.ledger.state import LedgerState, scan_readonly
-from batchrunner.ledger.table import BitSet, KeyTable, estimate_lines, key, sorted_ints
+from batchrunner.ledger.table import (
+    MISSING,
+    TAKEN,
+    Keys,
+    KeyTable,
+    NumberSet,
+    estimate_lines,
+    key,
+    keys,
+    sorted_ints,
+)
 from batchrunner.vocabulary import Failure
 
 CHAT = "/v1/chat/completions"
@@ -45,6 +64,32 @@ def test_key_table_behaves_like_a_dict(pairs: list[tuple[bytes, int]]) -> None:
     assert t.find(*key(b"never inserted, longer than six")) == -1
 
 
+@given(
+    st.lists(st.binary(max_size=4), max_size=200),
+    st.lists(st.binary(max_size=4), max_size=200),
+    st.integers(1, 50),
+)
+def test_key_table_in_blocks_marks_the_first_claim_of_each_key(
+    stored: list[bytes], asked: list[bytes], block: int
+) -> None:
+    t = KeyTable(0)
+    for i in range(0, len(stored), block):  # several growths, a block at a time
+        t.insert_all(*keys(stored[i : i + block]))
+    assert len(t) == len(set(stored))
+    answers = []
+    for i in range(0, len(asked), block):
+        answers += t.find_all(*keys(asked[i : i + block]), mark=True)
+    seen: set[bytes] = set()
+    for data, off in zip(asked, answers, strict=True):
+        if data not in stored:
+            assert off == MISSING
+        elif data in seen:
+            assert off == TAKEN
+        else:
+            assert off >= 0 and off == t.find(*key(data))
+        seen.add(data)
+
+
 def test_key_table_sized_from_an_estimate_costs_under_40_bytes_an_id() -> None:
     n = 100_000
     for width, most in ((0, 24), (1, 35)):  # ids alone; ids and fingerprints
@@ -55,12 +100,20 @@ def test_key_table_sized_from_an_estimate_costs_under_40_bytes_an_id() -> None:
         assert t.nbytes / n <= most
 
 
-def test_bitset_grows_to_the_largest_member() -> None:
-    bits = BitSet()
-    members = [0, 7, 8, 1000, 123_457]
-    for n in members:
-        bits.add(n)
-    assert [n for n in range(200_000) if n in bits] == members
+@given(st.lists(st.binary(max_size=20), max_size=20))
+def test_the_key_of_one_id_is_its_key_in_a_list(ids: list[bytes]) -> None:
+    assert [key(i) for i in ids] == list(zip(*keys(ids), strict=True))
+
+
+@pytest.mark.parametrize("block", [1, 3, 10])
+def test_number_set_holds_what_was_added_near_and_far(block: int) -> None:
+    numbers = NumberSet()
+    members = [0, 7, 8, 1000, 123_457, -3, table._NEAR, table._NEAR + 5]
+    for i in range(0, len(members), block):
+        numbers.add_all(members[i : i + block])
+    numbers.add_all([])
+    asked = [*range(-5, 200_000), table._NEAR - 1, table._NEAR, table._NEAR + 5, 1 << 40]
+    assert [n for n in asked if n in numbers] == sorted(members)
 
 
 @pytest.mark.parametrize("values", [[], [5], [3, 1, 2], list(range(50, 0, -3)) * 3])
@@ -96,9 +149,19 @@ def colliding_ids(n: int, bits: int = 12) -> list[str]:
     return ids
 
 
-def same_second_word(data: bytes) -> tuple[int, int]:
+def same_second_word(ids: list[bytes]) -> Keys:
     """Keys whose second word is the same for every id: only the first tells them apart."""
-    return key(data)[0], 0x5EED
+    return keys(ids)[0], [0x5EED] * len(ids)
+
+
+def one(keying: Callable[[list[bytes]], Keys]) -> Callable[[bytes], tuple[int, int]]:
+    """The key of one id, by ``keying``."""
+
+    def key_of(data: bytes) -> tuple[int, int]:
+        (hi,), (lo,) = keying([data])
+        return hi, lo
+
+    return key_of
 
 
 def item(cid: str, line: int, prompt: str = "p") -> Item:
@@ -139,6 +202,12 @@ def write_run(folder: Path, ids: list[str]) -> tuple[Path, Path, Path]:
     return inp, res, dead
 
 
+def lines(entries: Iterator[Item | BadLine | Done | DoneLines]) -> Iterator[Item | BadLine | Done]:
+    """Each line of what :func:`read_input` gives (a :class:`DoneLines` is several)."""
+    for e in entries:
+        yield from e.each() if isinstance(e, DoneLines) else (e,)
+
+
 def exact_decisions(inp: Path, res: Path, dead: Path) -> Iterator[tuple[object, ...]]:
     """The rule, written plainly with dicts and sets of ids."""
     done = {obj["custom_id"] for _, _, raw in read_records(res) if (obj := orjson.loads(raw))}
@@ -155,13 +224,16 @@ def exact_decisions(inp: Path, res: Path, dead: Path) -> Iterator[tuple[object, 
             by_line.pop(obj["line"], None)
     named: set[str] = set()
 
-    def claim(cid: str) -> int:
+    def claim_one(cid: str) -> int:
         if cid in named:
             return DUPLICATE
         named.add(cid)
         return 1 if cid in done or cid in by_id else NEW
 
-    for e in read_input(inp, CHAT, "m", claim):
+    def claim(cids: list[str]) -> list[int]:
+        return list(map(claim_one, cids))
+
+    for e in lines(read_input(inp, CHAT, "m", claim)):
         if isinstance(e, Done):
             yield ("done",) if e.custom_id in done else by_id[e.custom_id]
         elif isinstance(e, BadLine):
@@ -180,7 +252,7 @@ def exact_decisions(inp: Path, res: Path, dead: Path) -> Iterator[tuple[object, 
 
 def compact_decisions(inp: Path, res: Path, dead: Path) -> Iterator[tuple[object, ...]]:
     state: LedgerState = scan_readonly(res, dead, with_fp=False)
-    for e in read_input(inp, CHAT, "m", state.claim):
+    for e in lines(read_input(inp, CHAT, "m", state.claim)):
         decision = None if isinstance(e, Item) else state.decide(e)
         if decision is None:
             yield ("send",)
@@ -189,27 +261,34 @@ def compact_decisions(inp: Path, res: Path, dead: Path) -> Iterator[tuple[object
         else:
             yield decision.offset, decision.status_code, decision.type
     for_dlq = scan_readonly(res, dead, with_fp=False, done_ids=False)
+    live = []
     for offset, _, raw in read_records(dead):
         obj = loads_object(raw)
         fields = read_dead(obj) if obj is not None else None
         assert fields is not None
         in_force = for_dlq.in_force(offset, fields)
         assert state.in_force(offset, fields) == in_force  # with the done ids kept, too
+        live += [offset] if in_force else []
         yield in_force
+    assert list(for_dlq.kept()) == list(state.kept()) == live  # all at once, as one by one
 
 
-KEYS: dict[str, Callable[[bytes], tuple[int, int]]] = {
-    "blake2b": key,
+KEYS: dict[str, Callable[[list[bytes]], Keys]] = {
+    "siphash": keys,
     "same second word": same_second_word,
 }
 
 
-@pytest.mark.parametrize("keys", list(KEYS))
+@pytest.mark.parametrize("block", [1 << 18, 100], ids=["one block", "blocks of a few lines"])
+@pytest.mark.parametrize("keying", list(KEYS))
 def test_compact_state_decides_as_the_exact_rule_when_keys_collide(
-    keys: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    keying: str, block: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = colliding_ids(40)
-    monkeypatch.setattr("batchrunner.ledger.state.key", KEYS[keys])
+    monkeypatch.setattr("batchrunner.ledger.state.keys", KEYS[keying])
+    monkeypatch.setattr("batchrunner.ledger.state.key", one(KEYS[keying]))
+    # small blocks: most are read whole (ids claimed a block at a time), a few line by line
+    monkeypatch.setattr("batchrunner.input.lines._BLOCK", block)
     files = write_run(tmp_path, ids)
     exact = list(exact_decisions(*files))
     assert exact == list(compact_decisions(*files))

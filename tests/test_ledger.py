@@ -12,6 +12,7 @@ import pytest
 from batchrunner.input.lines import DUPLICATE, NEW, BadLine, Done, Item, parse_line
 from batchrunner.ledger import records
 from batchrunner.ledger.records import (
+    dead_fields,
     dead_line,
     input_dead_line,
     loads_object,
@@ -52,7 +53,7 @@ def write(path: Path, *lines: bytes) -> Path:
 def claimed(state: LedgerState, cid: str) -> Done | None:
     """The :class:`Done` a read of the input makes of a line naming ``cid`` (once per id:
     a second line naming it is a duplicate); ``None`` for an id to send."""
-    outcome = state.claim(cid)
+    (outcome,) = state.claim([cid])
     assert outcome != DUPLICATE
     return None if outcome == NEW else Done(cid, 1, outcome)
 
@@ -104,7 +105,7 @@ def test_scan_results_ids_with_fingerprints(files: tuple[Path, Path]) -> None:
     write(results, result_line(a, {"id": "x"}, 1, 0.1), b"\n", result_line(b, {}, 2, 0.2))
     state = scan(results, dead)
     assert (sent_fp(state, "a"), sent_fp(state, "b"), decided(state, "c")) == (a.fp, b.fp, False)
-    assert state.claim("a") == DUPLICATE  # a second line naming it
+    assert state.claim(["a"]) == [DUPLICATE]  # a second line naming it
     assert state.warnings == []
     light = scan(results, dead, with_fp=False)
     done = claimed(light, "a")
@@ -228,6 +229,16 @@ def test_scan_repairs_a_torn_tail_with_a_warning(files: tuple[Path, Path]) -> No
     assert dead.read_bytes() == b""
 
 
+def result_rows(path: Path) -> list[tuple[bytes, int, bytes | None] | int]:
+    """What :func:`read_results` finds, block after block: (id, line, fp) of each result, in
+    order, and the line number of each line that is not one, after its block's results."""
+    rows: list[tuple[bytes, int, bytes | None] | int] = []
+    for got in read_results(path):
+        rows.extend(zip(got.ids, got.lines, got.fps, strict=True))
+        rows.extend(got.not_results)
+    return rows
+
+
 @pytest.mark.parametrize(
     "line",
     [
@@ -238,7 +249,7 @@ def test_scan_repairs_a_torn_tail_with_a_warning(files: tuple[Path, Path]) -> No
 )
 def test_read_results_reads_lines_not_written_by_us(line: dict[str, Any], tmp_path: Path) -> None:
     path = write(tmp_path / "r.jsonl", orjson.dumps(line) + b"\n")
-    assert list(read_results(path)) == [(1, line["custom_id"].encode(), 4, b"00ff")]
+    assert result_rows(path) == [(line["custom_id"].encode(), 4, b"00ff")]
 
 
 def test_read_results_reads_our_own_lines_without_a_parse(
@@ -247,9 +258,7 @@ def test_read_results_reads_our_own_lines_without_a_parse(
     items = [make_item(f"r{i}", line=i) for i in range(1, 4)]
     path = write(tmp_path / "r.jsonl", *(result_line(it, {"n": 1}, 1, 0.5) for it in items))
     monkeypatch.setattr(records, "loads_object", None)  # any parse would fail
-    assert [r[1:] for r in read_results(path)] == [
-        (it.custom_id.encode(), it.line, it.fp.encode()) for it in items
-    ]
+    assert result_rows(path) == [(it.custom_id.encode(), it.line, it.fp.encode()) for it in items]
 
 
 def test_read_results_fast_path_agrees_with_a_parse(tmp_path: Path) -> None:
@@ -257,11 +266,11 @@ def test_read_results_fast_path_agrees_with_a_parse(tmp_path: Path) -> None:
     raw = result_line(item, {"text": ',"batchrunner":{"line":99,'}, 3, 0.25)
     also = result_line(make_item("b\\c", line=13), {}, 1, 0.1)  # escaped: parsed
     path = write(tmp_path / "r.jsonl", raw, b"\n", also, b"[]\n", raw.rstrip(b"\n"))
-    assert list(read_results(path)) == [
-        (1, "é-1".encode(), 12, item.fp.encode()),
-        (3, b"b\\c", 13, make_item("b\\c").fp.encode()),
-        (4, None, 0, None),
-        (5, "é-1".encode(), 12, item.fp.encode()),  # no newline: parsed
+    assert result_rows(path) == [
+        ("é-1".encode(), 12, item.fp.encode()),
+        (b"b\\c", 13, make_item("b\\c").fp.encode()),
+        ("é-1".encode(), 12, item.fp.encode()),  # no newline: parsed
+        4,  # not a result
     ]
 
 
@@ -276,4 +285,51 @@ def test_a_result_says_when_it_completed_and_is_still_read_without_a_parse(
     before = orjson.loads(raw) | {"batchrunner": {k: v for k, v in meta.items() if k != "ts"}}
     path = write(tmp_path / "r.jsonl", raw, orjson.dumps(before) + b"\n")
     monkeypatch.setattr(records, "loads_object", None)  # no parse allowed
-    assert [r[1:] for r in read_results(path)] == [(b"a", 3, item.fp.encode())] * 2
+    assert result_rows(path) == [(b"a", 3, item.fp.encode())] * 2
+
+
+def _ours_and_others() -> list[bytes]:
+    """Dead-letter lines as we write them, and lines shaped otherwise."""
+    tricky = make_item("t", prompt='"error":{"status_code":1},"attempts":2,"batchrunner":{')
+    broken = parse_line(b"{broken", 4, CHAT, "m")
+    assert isinstance(broken, BadLine)
+    input_entry = input_dead_line(broken)
+    return [
+        dead_line(make_item("a", line=2), rejected(), 1),
+        dead_line(make_item("b", line=3), rejected(500, "server_error"), 8, batch_job="job-1"),
+        dead_line(tricky, rejected(422, "validation_error"), 1),
+        dead_line(make_item('q"\\uote', line=5), rejected(), 1),
+        input_entry,
+        input_dead_line(bad_line(6, "named")),
+        orjson.dumps({"line": 7, "custom_id": "x", "error": {"type": "t"}}) + b"\n",
+        orjson.dumps({"custom_id": "y", "line": 8, "request": {}, "error": {}}) + b"\n",
+        b'{"custom_id":"z","line":9,"request":{},"error":{"status_code":400},"attempts":1,'
+        b'"batchrunner":{"kind":"request"}\n',  # cut short: no whole line
+        b"[1, 2]\n",
+    ]
+
+
+def test_dead_fields_reads_each_line_as_a_parse_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _ours_and_others()
+    expected = [read_dead(o) if (o := loads_object(raw)) is not None else None for raw in lines]
+    assert [dead_fields(raw) for raw in lines] == expected
+    assert [f.kind if f else None for f in expected[:6]] == ["request"] * 4 + ["input"] * 2
+    monkeypatch.setattr(records, "loads_object", None)  # our own lines: no whole parse
+    assert [dead_fields(raw) for raw in lines[:6]] == expected[:6]
+
+
+def test_results_that_name_their_endpoint_are_read_without_a_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    routed = parse_line(b'{"custom_id":"e","url":"/v1/embeddings","input":"x"}', 2, CHAT, "m")
+    assert isinstance(routed, Item) and routed.endpoint == "/v1/embeddings"
+    plain = make_item("p", line=3)
+    path = write(tmp_path / "r.jsonl", *(result_line(it, {}, 1, 0.1) for it in (routed, plain)))
+    monkeypatch.setattr(records, "loads_object", None)  # any parse would fail
+    assert result_rows(path) == [(b"e", 2, routed.fp.encode()), (b"p", 3, plain.fp.encode())]
+    without = [
+        r
+        for got in read_results(path, with_fp=False)
+        for r in zip(got.ids, got.lines, got.fps, strict=True)
+    ]
+    assert without == [(b"e", 2, None), (b"p", 3, None)]

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from batchrunner.input.lines import (
@@ -422,8 +422,8 @@ def test_read_input_done_ids_are_skipped_or_compared(tmp_path: Path) -> None:
     )
     outcomes = {"a": 7, "b": 8}
 
-    def claim(cid: str) -> int:  # each decided id once; the others are read_input's to track
-        return outcomes.pop(cid, DUPLICATE if cid in "ab" else NEW)
+    def claim(cids: list[str]) -> list[int]:  # each decided id once; the others are ours
+        return [outcomes.pop(cid, DUPLICATE if cid in "ab" else NEW) for cid in cids]
 
     fast = list(read_input(path, CHAT, "m", claim))
     assert [type(e).__name__ for e in fast] == ["Done", "Done", "Item", "BadLine", "BadLine"]
@@ -459,7 +459,7 @@ def test_read_input_keeps_long_integers_on_every_path_but_the_skip(
         ],
     )
     outcomes = {"a": 7}
-    claim = lambda cid: outcomes.pop(cid, NEW)  # noqa: E731
+    claim = lambda cids: [outcomes.pop(cid, NEW) for cid in cids]  # noqa: E731
     done, new, dup, bad_id, implicit = read_input(path, CHAT, "m", claim, compare_done)
     assert isinstance(done, Done) and done.outcome == 7
     if compare_done:
@@ -545,6 +545,8 @@ def test_parse_line_never_raises_and_keeps_the_line_number(
         assert record["line"] == line
 
 
+BOM = b"\xef\xbb\xbf"
+
 # Physical lines: anything but the line feed that ends them.
 physical_line = st.binary(max_size=80).map(lambda b: b.replace(b"\n", b"")) | json_lines.filter(
     lambda b: b"\n" not in b
@@ -552,6 +554,7 @@ physical_line = st.binary(max_size=80).map(lambda b: b.replace(b"\n", b"")) | js
 
 
 @settings(max_examples=150, deadline=None)
+@example(lines=[BOM], trailing_newline=False, endpoint=CHAT)  # a BOM alone: a blank line
 @given(
     lines=st.lists(with_ending(physical_line).map(lambda b: b.rstrip(b"\n")), max_size=30),
     trailing_newline=st.booleans(),
@@ -569,7 +572,8 @@ def test_read_input_one_entry_per_non_blank_line(
     numbers = [e.line for e in entries]
     assert numbers == sorted(set(numbers))  # strictly increasing
     assert all(1 <= n <= len(lines) for n in numbers)
-    expected = [n for n, raw in enumerate(lines, start=1) if raw.strip()]
+    content = [raw.removeprefix(BOM) if n == 1 else raw for n, raw in enumerate(lines, start=1)]
+    expected = [n for n, raw in enumerate(content, start=1) if raw.strip()]  # a BOM is none
     assert numbers == expected
     sent = [e.custom_id for e in entries if isinstance(e, Item)]
     assert len(sent) == len(set(sent))

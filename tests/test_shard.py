@@ -280,6 +280,6 @@ def test_retry_dead_sends_again_only_the_shards_own_dead(tmp_path: Path) -> None
     assert "p5" in client.sent
     assert all(shard_of(p, 0, 4) == home for p in client.sent)  # the shard's own dead only
     state = scan_readonly(again.output_path, again.dead_letter_path)
-    outcome = state.claim("p5")
+    (outcome,) = state.claim(["p5"])
     assert outcome > 0  # decided, and by its result, which supersedes the 400
     assert state.decide(Done("p5", 0, outcome)) == "done"

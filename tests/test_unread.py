@@ -59,18 +59,18 @@ def config(tmp_path: Path) -> RunConfig:
 def test_the_ledger_counts_what_the_scan_found_in_force(config: RunConfig) -> None:
     state = scan(config.output_path, config.dead_letter_path)
     assert state.results_found == 4
-    assert state.dead_found(config.dead_letter_path, 0) == (2, 2)  # c, d; lines 2, 7
+    assert state.dead_found(0) == (2, 2)  # c, d; lines 2, 7
     state.send_again(TRANSIENT)
-    assert state.dead_found(config.dead_letter_path, 0) == (1, 2)
-    assert state.dead_found(config.dead_letter_path, 2) == (1, 1)  # line 2 is passed
+    assert state.dead_found(0) == (1, 2)
+    assert state.dead_found(2) == (1, 1)  # line 2 is passed
     # Entries written after the scan are this run's: counted by the run, not here.
     with config.dead_letter_path.open("ab") as f:
         f.write(dead_line(item("f", 9), failed("bad_request", 400), 1))
-    assert state.dead_found(config.dead_letter_path, 2) == (1, 1)
+    assert state.dead_found(2) == (1, 1)
 
 
 def test_no_dead_letters_need_no_read(tmp_path: Path) -> None:
-    assert LedgerState(with_fp=False).dead_found(tmp_path / "missing.jsonl", 0) == (0, 0)
+    assert LedgerState(with_fp=False).dead_found(0) == (0, 0)
 
 
 def test_the_unread_lines_get_the_outcomes_the_reader_did_not_pass(config: RunConfig) -> None:

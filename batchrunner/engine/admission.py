@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from batchrunner.config import RunConfig, Shard
 from batchrunner.engine.events import NO_EVENTS, Events
 from batchrunner.engine.stats import RunStats
-from batchrunner.input.lines import BadLine, Done, Item, read_input
+from batchrunner.input.lines import BadLine, Done, DoneLines, Item, read_input
 from batchrunner.input.shard import in_shard
 from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
 from batchrunner.ledger.records import input_dead_line
@@ -51,14 +51,16 @@ def admit(
     inp, endpoint, model = config.input_path, config.endpoint, config.model
     prefix = implicit_id_prefix(read_manifest(config.manifest_path))
     for entry in read_input(inp, endpoint, model, state.claim, check_bodies, prefix):
+        if isinstance(entry, DoneLines):  # most lines of a resumed run: a block at a time
+            _skipped_lines(entry, state, shard, stats)
+            yield None
+            continue
         stats.read += 1
         stats.position = entry.line
         if shard is not None and _other_shard(entry, shard, stats):
-            if isinstance(entry, Done):  # its id is in our files: passed, not counted
-                decided = state.decide(entry) == "done"
-                stats.other_shards_results += decided
-                stats.other_shards_dead += not decided
-        elif isinstance(entry, Done):  # most lines of a resumed run: tested first
+            if isinstance(entry, Done):
+                _passed_over(entry, state, stats)
+        elif isinstance(entry, Done):
             _skipped(state.decide(entry), stats)
             if entry.item is not None:  # an edited input: was the same request sent?
                 old_fp = state.sent_fp(entry)
@@ -102,9 +104,35 @@ def count_unread(config: RunConfig, state: LedgerState, stats: RunStats) -> None
         return
     _send_again(config, state)  # the rule of a full read, even if reading never began
     results, dead = stats.ids_passed
-    dead_ids, dead_lines = state.dead_found(config.dead_letter_path, stats.position)
+    dead_ids, dead_lines = state.dead_found(stats.position)
     stats.unread_done = min(max(state.results_found - results, 0), unread)
     stats.unread_dead = min(max(dead_ids - dead, 0) + dead_lines, unread - stats.unread_done)
+
+
+def _skipped_lines(
+    lines: DoneLines, state: LedgerState, shard: Shard | None, stats: RunStats
+) -> None:
+    """Count lines an earlier run decided (done, or still dead), those of other shards
+    passed over."""
+    stats.read += len(lines.outcomes)
+    stats.position = lines.last
+    outcomes = lines.outcomes
+    if shard is not None:
+        outcomes = []
+        for done in lines.each():
+            if _other_shard(done, shard, stats):
+                _passed_over(done, state, stats)
+            else:
+                outcomes.append(done.outcome)
+    stats.skipped_done += len(outcomes)
+    stats.skipped_dead += state.dead_among(outcomes)
+
+
+def _passed_over(done: Done, state: LedgerState, stats: RunStats) -> None:
+    """Another shard's line whose id is in our files: passed over, and not counted as ours."""
+    decided = state.decide(done) == "done"
+    stats.other_shards_results += decided
+    stats.other_shards_dead += not decided
 
 
 def _other_shard(entry: Item | BadLine | Done, shard: Shard, stats: RunStats) -> bool:

@@ -33,8 +33,7 @@ from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest, write
 from batchrunner.ledger.mergereport import MergeReport
 from batchrunner.ledger.records import (
     KIND_INPUT,
-    loads_object,
-    read_dead,
+    dead_fields,
     read_records,
     read_result,
 )
@@ -131,7 +130,7 @@ def _decision(entry: Item | BadLine | Done, state: LedgerState | None) -> Decisi
         return None
     duplicate = isinstance(entry, BadLine) and entry.type == "duplicate_custom_id"
     if entry.custom_id is not None and not duplicate:
-        outcome = state.claim(entry.custom_id)
+        (outcome,) = state.claim([entry.custom_id])
         if outcome > 0:
             return state.decide(Done(entry.custom_id, entry.line, outcome))
     return None if isinstance(entry, Item) else state.decide(entry)
@@ -194,8 +193,7 @@ def _copy_dead(
 ) -> int:
     written = 0
     for offset, _, raw in read_records(f.dead):
-        obj = loads_object(raw)
-        fields = read_dead(obj) if obj is not None else None
+        fields = dead_fields(raw)
         if fields is None or not state.in_force(offset, fields):
             continue
         if fields.kind == KIND_INPUT:

@@ -12,7 +12,9 @@ import functools
 import io
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import repeat
+from operator import add, getitem
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -25,7 +27,9 @@ __all__ = [
     "KIND_INPUT",
     "KIND_REQUEST",
     "DeadFields",
+    "ResultLines",
     "batch_job_of",
+    "dead_fields",
     "dead_line",
     "input_dead_line",
     "is_dead_entry",
@@ -49,6 +53,13 @@ _ID_PREFIX = b'{"custom_id":"'
 _ID_START = len(_ID_PREFIX)
 _META = b',"batchrunner":{"line":'
 _FP_KEY, _FP_END = b',"fp":"', b'"}}\n'  # 16 hex digits between
+_FP_AT, _FP = slice(-27, -20), slice(-20, -4)
+_END = b'"}}\n'  # a result's last bytes, its own endpoint named or not
+# How _dead's lines are laid out, to read them without their request:
+# {"custom_id":..,"line":..,"request":..,"error":{..},"attempts":..,"ts":..,"batchrunner":{..}}
+_ID_KEY, _REQUEST = b'{"custom_id":', b',"request":'
+_ERROR, _ERROR_END, _DEAD_META = b',"error":{', b'},"attempts":', b',"batchrunner":{'
+_COMMA = repeat(b",")
 
 
 def utc_iso(ts: float | None = None) -> str:
@@ -170,7 +181,7 @@ def _open(path: Path) -> BinaryIO:
         return io.BytesIO()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per entry on resume, and frozen costs 2x
 class DeadFields:
     """What decides a dead-letter entry: its key (an id, or an input line for ``input``
     entries) and the failure it records."""
@@ -186,20 +197,50 @@ class DeadFields:
 def read_dead(obj: dict[str, Any]) -> DeadFields | None:
     """The deciding fields of a dead-letter entry; ``None`` when it has no key (a request
     entry without a custom_id, an input entry without a line number)."""
-    meta, error = _dict(obj.get("batchrunner")), _dict(obj.get("error"))
-    kind = KIND_INPUT if meta.get("kind") == KIND_INPUT else KIND_REQUEST
+    meta, error = obj.get("batchrunner"), obj.get("error")
+    meta = meta if type(meta) is dict else {}  # exact types: what a JSON parse makes
+    error = error if type(error) is dict else {}
     cid, line, fp = obj.get("custom_id"), obj.get("line"), meta.get("fp")
     status = error.get("status_code")
+    kind = KIND_INPUT if meta.get("kind") == KIND_INPUT else KIND_REQUEST
     fields = DeadFields(
-        kind=kind,
-        custom_id=cid if isinstance(cid, str) else None,
-        line=line if _is_int(line) else None,
-        status_code=status if _is_int(status) else None,
-        type=str(error.get("type") or "unknown"),
-        fp=fp if isinstance(fp, str) else None,
+        kind,
+        cid if type(cid) is str else None,
+        line if type(line) is int else None,
+        status if type(status) is int else None,
+        str(error.get("type") or "unknown"),
+        fp if type(fp) is str else None,
     )
     key = fields.line if kind == KIND_INPUT else fields.custom_id
     return fields if key is not None else None
+
+
+def dead_fields(raw: bytes) -> DeadFields | None:
+    """The deciding fields of one line of a dead-letter file (:func:`read_dead`); ``None``
+    when it is not an entry. A line as :func:`dead_line` wrote it is read without parsing
+    its request, which is most of it: only its head, its error and our metadata."""
+    obj = _dead_parts(raw)
+    if obj is None:
+        obj = loads_object(raw)
+    return read_dead(obj) if obj is not None else None
+
+
+def _dead_parts(raw: bytes) -> dict[str, Any] | None:
+    request = raw.find(_REQUEST)  # the first: the id and line before it hold no quote
+    error = raw.rfind(_ERROR)  # the last: after the request, which may hold one
+    error_end = raw.find(_ERROR_END, error) + 1
+    meta = raw.rfind(_DEAD_META)  # the last key
+    if not (
+        0 < request < error < error_end < meta and raw.startswith(_ID_KEY) and raw.endswith(b"}}\n")
+    ):
+        return None
+    try:
+        obj = orjson.loads(raw[:request] + b"}")
+        obj["error"] = orjson.loads(raw[error + len(_ERROR) - 1 : error_end])
+        obj["batchrunner"] = orjson.loads(raw[meta + len(_DEAD_META) - 1 : -2])
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def batch_job_of(obj: dict[str, Any]) -> str | None:
@@ -208,29 +249,104 @@ def batch_job_of(obj: dict[str, Any]) -> str | None:
     return job if isinstance(job, str) else None
 
 
-def read_results(path: Path) -> Iterator[tuple[int, bytes | None, int, bytes | None]]:
-    """(line number, custom_id as UTF-8, input line, request fingerprint) of each non-blank
-    line of a results file; the id is ``None`` when the line is not a result, the input line
-    0 and the fingerprint ``None`` when the line has none. A line as :func:`result_line`
-    wrote it is read without a parse: resuming ten million of them is mostly this loop."""
+@dataclass(slots=True)
+class ResultLines:
+    """The results among a block of lines of a results file, as lists in file order: each
+    one's custom_id (UTF-8), input line (0: none) and request fingerprint (``None``: none);
+    and the numbers of the block's lines that are not results."""
+
+    ids: list[bytes] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    fps: list[bytes | None] = field(default_factory=list)
+    not_results: list[int] = field(default_factory=list)
+
+
+#: Bytes of a results file read at once by :func:`read_results`: a few thousand results, so
+#: that the lists it gives are worth a call each, and little memory.
+_BLOCK = 1 << 20
+
+
+def read_results(path: Path, with_fp: bool = True) -> Iterator[ResultLines]:
+    """The results of a results file, block by block (blank lines are skipped). Lines as
+    :func:`result_line` wrote them are read without a parse, a whole block by each step:
+    resuming ten million of them is mostly this loop. Without ``with_fp``, the fingerprints
+    are left out (``None``)."""
+    n = 0
     with _open(path) as f:
-        for n, raw in enumerate(f, start=1):
-            end = raw.find(b'",', _ID_START)  # the id's closing quote (an escaped one: parsed)
-            meta = raw.rfind(_META, end)  # the last "batchrunner" key: ours, written last
-            if (
-                meta > 0
-                and raw.startswith(_ID_PREFIX)
-                and raw.endswith(_FP_END)
-                and raw[-27:-20] == _FP_KEY
-                and raw.find(b"\\", 0, end) < 0
-            ):
-                start = meta + len(_META)
-                digits = raw[start : raw.find(b",", start)]
-                if digits.isdigit():
-                    yield n, raw[_ID_START:end], int(digits), raw[-20:-4]
-                    continue
-            if raw.strip():
-                yield n, *_parse_result(raw)
+        while block := f.readlines(_BLOCK):
+            got = _ours(block, with_fp) or _one_by_one(block, n)
+            if not with_fp:
+                got.fps = [None] * len(got.ids)
+            yield got
+            n += len(block)
+
+
+def _ours(block: list[bytes], with_fp: bool) -> ResultLines | None:
+    """The block's results when every line is one as :func:`result_line` wrote it (each
+    step a ``map``, no Python step per line); ``None`` when a line is not. Without
+    ``with_fp``, a line that names its own endpoint is one too."""
+    ends = list(map(bytes.find, block, repeat(b'",'), repeat(_ID_START)))  # the id's quote
+    ids = _cuts(map(getitem, block, map(slice, repeat(_ID_START), ends)))
+    starts = list(map(bytes.rfind, block, repeat(_META), ends))  # our key, written last
+    meta = min(starts, default=-1) >= 0  # ... after the id, in every line
+    starts = list(map(add, starts, repeat(len(_META))))
+    digits = _cuts(map(getitem, block, map(slice, starts, map(bytes.find, block, _COMMA, starts))))
+    if not (
+        meta
+        and all(map(bytes.isdigit, digits))
+        and all(map(bytes.endswith, block, repeat(_FP_END if with_fp else _END)))
+        and all(map(bytes.startswith, block, repeat(_ID_PREFIX)))
+        and not any(map(bytes.__contains__, ids, repeat(b"\\")))  # an escaped id: parsed
+    ):
+        return None
+    if not with_fp:
+        return ResultLines(ids, list(map(int, digits)))
+    if set(map(getitem, block, repeat(_FP_AT))) != {_FP_KEY}:
+        return None
+    fps: list[bytes | None] = list(_cuts(map(getitem, block, repeat(_FP))))
+    return ResultLines(ids, list(map(int, digits)), fps)
+
+
+def _cuts(pieces: Iterator[Any]) -> list[bytes]:
+    """``pieces``, slices of lines cut by ``map(getitem, ...)`` (typed as any sequence)."""
+    return list(pieces)
+
+
+def _one_by_one(block: list[bytes], before: int) -> ResultLines:
+    """The block's results, line by line: those :func:`result_line` wrote (a line that
+    names its own endpoint among them) still without a parse."""
+    got = ResultLines()
+    for n, raw in enumerate(block, start=before + 1):
+        if not raw.strip():
+            continue
+        cid, line, fp = _our_line(raw) or _parse_result(raw)
+        if cid is None:
+            got.not_results.append(n)
+        else:
+            got.ids.append(cid)
+            got.lines.append(line)
+            got.fps.append(fp)
+    return got
+
+
+def _our_line(raw: bytes) -> tuple[bytes, int, bytes] | None:
+    """(custom_id, input line, fingerprint) of a line as :func:`result_line` wrote it."""
+    end = raw.find(b'",', _ID_START)
+    start = raw.rfind(_META, end) + len(_META)
+    digits = raw[start : raw.find(b",", start)]
+    at = raw.rfind(_FP_KEY, start) + len(_FP_KEY)  # before the line's own "url", if any
+    cid = raw[_ID_START:end]
+    if (
+        start > len(_META)
+        and at > len(_FP_KEY)
+        and digits.isdigit()
+        and raw.endswith(_END)
+        and raw.startswith(_ID_PREFIX)
+        and raw[at + 16 : at + 17] == b'"'
+        and b"\\" not in cid
+    ):
+        return cid, int(digits), raw[at : at + 16]
+    return None
 
 
 def read_result(raw: bytes) -> tuple[str, int] | None:

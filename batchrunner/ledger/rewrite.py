@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+from array import array
 from pathlib import Path
 
 from batchrunner.errors import OutputWriteError
-from batchrunner.ledger.records import loads_object, read_dead, read_records
+from batchrunner.ledger.records import read_records
 from batchrunner.ledger.state import LedgerState, scan_readonly
 
 __all__ = ["drop_superseded"]
@@ -36,12 +37,15 @@ def drop_superseded(results_path: Path, dead_path: Path, state: LedgerState | No
         return 0
     if state is None:
         state = scan_readonly(results_path, dead_path, with_fp=False, done_ids=False)
+    kept = array("Q", state.kept())  # 8 bytes a line in force: no copy when none is dropped
+    dropped = state.dead_records - len(kept)
+    if not dropped:
+        return 0
     tmp = dead_path.with_name(dead_path.name + ".rewrite")
     try:
-        dropped = _write_kept(dead_path, tmp, state)
-        if dropped:
-            os.replace(tmp, dead_path)
-            _sync_folder(dead_path.parent)
+        _write_kept(dead_path, tmp, kept)
+        os.replace(tmp, dead_path)
+        _sync_folder(dead_path.parent)
     except OSError as exc:
         raise OutputWriteError(str(dead_path), exc) from exc
     finally:
@@ -50,23 +54,20 @@ def drop_superseded(results_path: Path, dead_path: Path, state: LedgerState | No
     return dropped
 
 
-def _write_kept(dead_path: Path, tmp: Path, state: LedgerState) -> int:
-    """Copy the entries in force to ``tmp`` (synced, with the file's mode); the count of
-    those left out."""
-    dropped = 0
+def _write_kept(dead_path: Path, tmp: Path, kept: array[int]) -> None:
+    """Copy the lines that start at ``kept`` (in file order) to ``tmp``, synced, with the
+    file's mode: the rule was applied by the scan, so no line is parsed again."""
     mode = dead_path.stat().st_mode & 0o7777
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    keep = iter(kept)
+    next_kept = next(keep, -1)
     with os.fdopen(fd, "wb") as out:
         for offset, _, raw in read_records(dead_path):
-            obj = loads_object(raw)
-            fields = read_dead(obj) if obj is not None else None
-            if fields is not None and not state.in_force(offset, fields):
-                dropped += 1
-                continue
-            out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            if offset == next_kept:
+                out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+                next_kept = next(keep, -1)
         out.flush()
         os.fsync(out.fileno())
-    return dropped
 
 
 def _sync_folder(folder: Path) -> None:

@@ -25,8 +25,10 @@ ones in force again instead of holding them.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import add, and_, lshift
 from pathlib import Path
 from typing import Literal
 
@@ -36,12 +38,20 @@ from batchrunner.ledger.appendfile import AppendFile, repair_torn_tail
 from batchrunner.ledger.records import (
     KIND_INPUT,
     DeadFields,
-    loads_object,
-    read_dead,
+    dead_fields,
     read_records,
     read_results,
 )
-from batchrunner.ledger.table import TAKEN, BitSet, KeyTable, estimate_lines, key
+from batchrunner.ledger.table import (
+    MISSING,
+    TAKEN,
+    KeyTable,
+    NumberSet,
+    estimate_lines,
+    key,
+    keys,
+    sorted_ints,
+)
 from batchrunner.runfiles import torn_path
 from batchrunner.vocabulary import failure_key
 
@@ -55,8 +65,6 @@ _OFFSET_BITS = 40
 _OFFSET = (1 << _OFFSET_BITS) - 1
 _KINDS = 1 << 23
 _FLAG = 1 << 63
-# Lines a result names are bits up to here (32 MiB); beyond, only a hand-edited file goes.
-_MAX_BIT_LINE = 1 << 28
 _RESULT, _DEAD = 0, 1
 
 
@@ -90,15 +98,17 @@ class LedgerState:
 
     __slots__ = (
         "_again",
+        "_bad_lines",
         "_dead",
-        "_far_lines",
         "_fp",
         "_kind_of",
         "_kinds",
         "_lines",
+        "_odd",
         "_result_lines",
         "_results",
         "_retry",
+        "dead_records",
         "warnings",
     )
 
@@ -109,14 +119,18 @@ class LedgerState:
         self._fp = with_fp
         self._results = KeyTable(int(with_fp), results) if done_ids else None
         self._dead = KeyTable(1 + with_fp, dead)
-        self._lines = KeyTable(1)
-        self._result_lines = BitSet()
-        self._far_lines: set[int] = set()
+        self._lines = KeyTable(2)  # the entry's info, and its line
+        self._result_lines = NumberSet()
+        self._bad_lines = NumberSet()  # the lines of the input entries: few, or none
         self._kinds: list[tuple[int | None, str]] = []
         self._kind_of: dict[tuple[int | None, str], int] = {}
         self._retry: Collection[int] | None = None
         self._again: Collection[str] = ()
         self.warnings: list[str] = []
+        #: The dead-letter file's lines (blank ones aside), and where those that are not
+        #: entries start.
+        self.dead_records = 0
+        self._odd: list[int] = []
 
     def retry_dead(self, statuses: Collection[int]) -> None:
         """``--retry-dead``: from now on, dead ids with one of ``statuses`` (any, if empty)
@@ -128,22 +142,44 @@ class LedgerState:
         (:data:`batchrunner.vocabulary.TRANSIENT`: what failed for no fault of its own)."""
         self._again = types
 
-    def claim(self, custom_id: str) -> int:
-        """``read_input``'s claim, for one read of the input: a handle of the id's outcome
-        the first time a decided id is named, :data:`DUPLICATE` after, :data:`NEW` for an
-        id to send."""
-        hi, lo = key(custom_id.encode())
-        off = self._results.take(hi, lo) if self._results is not None else -1
-        if off >= 0:
-            return (off << 1 | _RESULT) + 1
-        if off == TAKEN:
-            return DUPLICATE
+    def claim(self, custom_ids: list[str]) -> list[int]:
+        """``read_input``'s claim, for one read of the input, of each id of a block of lines
+        in turn: a handle of the id's outcome the first time a decided id is named,
+        :data:`DUPLICATE` after, :data:`NEW` for an id to send."""
+        his, los = keys(list(map(str.encode, custom_ids)))
+        if self._results is None:
+            found = [MISSING] * len(his)
+        else:
+            found = self._results.find_all(his, los, mark=True)
+        # A result's handle for every slot found, by map: the few others are set one by one
+        claims = list(map(add, map(lshift, found, repeat(1)), repeat(_RESULT + 1)))
+        for i in _where(found, TAKEN):
+            claims[i] = DUPLICATE
+        dead = len(self._dead)
+        for i in _where(found, MISSING):  # no result: dead, or new
+            claims[i] = self._claim_dead(his[i], los[i]) if dead else NEW
+        return claims
+
+    def _claim_dead(self, hi: int, lo: int) -> int:
         dead = self._dead
-        off = dead.find(hi, lo) if len(dead) else -1
+        off = dead.find(hi, lo)
         if off < 0 or self._retried(dead.get(off)):
             return NEW
-        off = dead.take(hi, lo)
+        (off,) = dead.find_all([hi], [lo], mark=True)
         return (off << 1 | _DEAD) + 1 if off >= 0 else DUPLICATE
+
+    @staticmethod
+    def dead_among(claims: list[int]) -> int:
+        """How many of ``claims`` (all handles of decided ids) stand for a dead-letter entry
+        rather than a result: a line :meth:`decide` would not call done."""
+        results: int = sum(map(and_, claims, repeat(1)))  # a result's handle is odd
+        return len(claims) - results
+
+    def dead_entries(self, claims: list[int]) -> Iterator[DeadEntry]:
+        """The entries in force of the dead ids among ``claims`` (handles of decided ids)."""
+        for claim in claims:
+            if not claim & 1:  # a result's handle is odd
+                yield self._entry(self._dead, (claim - 1) >> 1)
 
     def _retried(self, info: int) -> bool:
         status, type_ = self._kind(info)
@@ -198,26 +234,34 @@ class LedgerState:
         """How many ids the results file held at the scan (0 when the done ids are not kept)."""
         return len(self._results) if self._results is not None else 0
 
-    def dead_found(self, dead_path: Path, after_line: int) -> tuple[int, int]:
+    def dead_found(self, after_line: int) -> tuple[int, int]:
         """Of the entries the scan found that are still in force: the dead ids not to send
-        again, and the dead input lines after ``after_line``. Entries are remembered by their
-        offset only, so this reads ``dead_path`` again: call it before the file is rewritten
-        (entries written since the scan are not counted)."""
-        if not len(self._dead) and not len(self._lines):
-            return 0, 0
-        ids = lines = 0
-        for offset, _, raw in read_records(dead_path):
-            obj = loads_object(raw)
-            fields = read_dead(obj) if obj is not None else None
-            if fields is None or not self.in_force(offset, fields):
-                continue
-            if fields.kind == KIND_INPUT:
-                lines += (fields.line or 0) > after_line
-            else:
-                assert fields.custom_id is not None
-                off = self._dead.find(*key(fields.custom_id.encode()))
-                ids += not self._retried(self._dead.get(off))
+        again, and the dead input lines after ``after_line`` (entries written since the scan
+        are not counted)."""
+        ids = sum(not self._retried(info) for info in self._live_ids())
+        lines = sum(line > after_line for _, line in self._live_lines())
         return ids, lines
+
+    def kept(self) -> Iterator[int]:
+        """Where each line of the dead-letter file to keep starts, in file order: the entries
+        in force (:meth:`in_force`, for all of them at once) and the lines that are not
+        entries. There are :attr:`dead_records` when none is superseded."""
+        ids = (info & _OFFSET for info in self._live_ids())
+        lines = (info & _OFFSET for info, _ in self._live_lines())
+        return sorted_ints(chain(ids, lines, self._odd))
+
+    def _live_ids(self) -> Iterator[int]:
+        for (his, los), (infos, *_) in self._dead.entries():
+            if self._results is not None:  # the results were kept: they decide
+                found = self._results.find_all(his, los)
+                infos = [info for info, off in zip(infos, found, strict=True) if off == MISSING]
+            yield from (info for info in infos if not info & _FLAG)
+
+    def _live_lines(self) -> Iterator[tuple[int, int]]:
+        for _, (infos, lines) in self._lines.entries():
+            for info, line in zip(infos, lines, strict=True):
+                if not info & _FLAG and not self._named_by_result(line):
+                    yield info, line
 
     def _entry(self, table: KeyTable, off: int) -> DeadEntry:
         info = table.get(off)
@@ -229,7 +273,7 @@ class LedgerState:
         return self._kinds[(info & ~_FLAG) >> _OFFSET_BITS]
 
     def _named_by_result(self, line: int) -> bool:
-        return line in self._result_lines if line < _MAX_BIT_LINE else line in self._far_lines
+        return line > 0 and line in self._result_lines  # 0: a result that names no line
 
     # -- filling it from the files, dead-letter file first ----------------------------
 
@@ -240,14 +284,17 @@ class LedgerState:
             raise LedgerError("a dead-letter file over 1 TiB is not supported")
         if fields.kind == KIND_INPUT:
             assert fields.line is not None
-            self._lines.put(self._lines.insert(*_line_key(fields.line)), info)
+            off = self._lines.insert(*_line_key(fields.line))
+            self._lines.put(off, info)
+            self._lines.put(off, fields.line, 1)
+            self._bad_lines.add_all([fields.line])
             return
         assert fields.custom_id is not None
         off = self._dead.insert(*key(fields.custom_id.encode()))
         self._dead.put(off, info)
         if self._fp:
             self._dead.put(off, _fp_word(fields.fp), 1)
-        if fields.line is not None and len(self._lines):  # that line was fixed and sent
+        if fields.line is not None and fields.line in self._bad_lines:  # fixed and sent since
             _flag(self._lines, *_line_key(fields.line))
 
     def _kind_index(self, status: int | None, type_: str) -> int:
@@ -261,24 +308,33 @@ class LedgerState:
 
     def _add_results(self, path: Path) -> None:
         """Every result of ``path`` (after the dead-letter file: it supersedes entries)."""
-        results, keep_fp, name_line = self._results, self._fp, self._result_lines.add
+        results, keep_fp = self._results, self._fp
         # Without the done ids kept, a dead entry's flag says whether a result supersedes it.
         dead = self._dead if results is None and len(self._dead) else None
-        for n, cid, line, fp in read_results(path):
-            if cid is None:
-                self.warnings.append(f"{path}:{n}: not a result line; ignored")
-                continue
-            hi, lo = key(cid)
+        for got in read_results(path, keep_fp):
+            self.warnings.extend(f"{path}:{n}: not a result line; ignored" for n in got.not_results)
+            his, los = keys(got.ids)
             if results is not None:
-                off = results.insert(hi, lo)
+                offs = results.insert_all(his, los)
                 if keep_fp:
-                    results.put(off, _fp_word(fp))
+                    for off, fp in zip(offs, got.fps, strict=True):
+                        results.put(off, _fp_word(fp))
             if dead is not None:
-                _flag(dead, hi, lo)
-            if 0 < line < _MAX_BIT_LINE:
-                name_line(line)
-            elif line > 0:
-                self._far_lines.add(line)
+                for off in dead.find_all(his, los):
+                    if off >= 0:
+                        dead.put(off, dead.get(off) | _FLAG)
+            self._result_lines.add_all(got.lines)
+
+
+def _where(values: list[int], value: int) -> Iterator[int]:
+    """The indices of ``value`` in ``values``, found by ``list.index`` (a search in C)."""
+    i = -1
+    try:
+        while True:
+            i = values.index(value, i + 1)
+            yield i
+    except ValueError:
+        return
 
 
 def _line_key(line: int) -> tuple[int, int]:
@@ -325,10 +381,11 @@ def scan_readonly(
     expected = estimate_lines(results_path) if results_path and done_ids else 0
     state = LedgerState(with_fp, done_ids, expected, estimate_lines(dead_path))
     for offset, n, raw in read_records(dead_path):
-        obj = loads_object(raw)
-        fields = read_dead(obj) if obj is not None else None
+        state.dead_records += 1
+        fields = dead_fields(raw)
         if fields is None:
             state.warnings.append(f"{dead_path}:{n}: not a dead-letter line; ignored")
+            state._odd.append(offset)
             continue
         state._add_dead(offset, fields)
     if results_path is not None:

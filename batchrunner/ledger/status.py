@@ -14,11 +14,11 @@ from typing import Any
 
 from batchrunner.config import ENDPOINTS, Shard, manifest_path
 from batchrunner.errors import LedgerError
-from batchrunner.input.lines import Item, read_input
+from batchrunner.input.lines import DoneLines, Item, read_input
 from batchrunner.input.shard import in_shard
 from batchrunner.ledger.manifest import implicit_id_prefix, read_manifest
 from batchrunner.ledger.records import utc_iso
-from batchrunner.ledger.state import LedgerState, scan_readonly
+from batchrunner.ledger.state import DeadEntry, LedgerState, scan_readonly
 
 __all__ = ["RunStatus", "run_status"]
 
@@ -105,18 +105,27 @@ def _count(
     counts: Counter[str] = Counter()
     by_key: Counter[str] = Counter()
     for entry in read_input(input_path, endpoint, model, state.claim, implicit_prefix=prefix):
-        if not in_shard(entry.custom_id, entry.line, shard):
+        if isinstance(entry, DoneLines) and shard is None:  # most lines: a block at a time
+            dead = list(state.dead_entries(entry.outcomes))
+            counts.update(lines=len(entry.outcomes), done=len(entry.outcomes) - len(dead))
+            _count_dead(dead, counts, by_key)
             continue
-        counts["lines"] += 1
-        decision = None if isinstance(entry, Item) else state.decide(entry)
-        if decision is None:
-            counts["pending"] += 1
-        elif decision == "done":
-            counts["done"] += 1
-        else:
-            counts["dead"] += 1
-            by_key[decision.key] += 1
+        for line in entry.each() if isinstance(entry, DoneLines) else (entry,):
+            if in_shard(line.custom_id, line.line, shard):
+                counts["lines"] += 1
+                decision = None if isinstance(line, Item) else state.decide(line)
+                if decision is None:
+                    counts["pending"] += 1
+                elif decision == "done":
+                    counts["done"] += 1
+                else:
+                    _count_dead([decision], counts, by_key)
     return counts, by_key
+
+
+def _count_dead(entries: list[DeadEntry], counts: Counter[str], by_key: Counter[str]) -> None:
+    counts["dead"] += len(entries)
+    by_key.update(entry.key for entry in entries)
 
 
 def _run_of(manifest: dict[str, Any], path: Path) -> tuple[Path, Path, str, str | None]:
