@@ -271,6 +271,8 @@ def compact_decisions(inp: Path, res: Path, dead: Path) -> Iterator[tuple[object
         live += [offset] if in_force else []
         yield in_force
     assert list(for_dlq.kept()) == list(state.kept()) == live  # all at once, as one by one
+    superseded = for_dlq.dead_records - len(live)
+    assert for_dlq.superseded() == state.superseded() == superseded > 0
 
 
 KEYS: dict[str, Callable[[list[bytes]], Keys]] = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from array import array
+from collections.abc import Iterator
 from pathlib import Path
 
 from batchrunner.errors import OutputWriteError
@@ -37,13 +37,12 @@ def drop_superseded(results_path: Path, dead_path: Path, state: LedgerState | No
         return 0
     if state is None:
         state = scan_readonly(results_path, dead_path, with_fp=False, done_ids=False)
-    kept = array("Q", state.kept())  # 8 bytes a line in force: no copy when none is dropped
-    dropped = state.dead_records - len(kept)
-    if not dropped:
+    dropped = state.superseded()
+    if not dropped:  # the usual case: no copy, and the offsets are not even sorted
         return 0
     tmp = dead_path.with_name(dead_path.name + ".rewrite")
     try:
-        _write_kept(dead_path, tmp, kept)
+        _write_kept(dead_path, tmp, state.kept())
         os.replace(tmp, dead_path)
         _sync_folder(dead_path.parent)
     except OSError as exc:
@@ -54,18 +53,17 @@ def drop_superseded(results_path: Path, dead_path: Path, state: LedgerState | No
     return dropped
 
 
-def _write_kept(dead_path: Path, tmp: Path, kept: array[int]) -> None:
+def _write_kept(dead_path: Path, tmp: Path, kept: Iterator[int]) -> None:
     """Copy the lines that start at ``kept`` (in file order) to ``tmp``, synced, with the
     file's mode: the rule was applied by the scan, so no line is parsed again."""
     mode = dead_path.stat().st_mode & 0o7777
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    keep = iter(kept)
-    next_kept = next(keep, -1)
+    next_kept = next(kept, -1)
     with os.fdopen(fd, "wb") as out:
         for offset, _, raw in read_records(dead_path):
             if offset == next_kept:
                 out.write(raw if raw.endswith(b"\n") else raw + b"\n")
-                next_kept = next(keep, -1)
+                next_kept = next(kept, -1)
         out.flush()
         os.fsync(out.fileno())
 

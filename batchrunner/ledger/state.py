@@ -242,10 +242,16 @@ class LedgerState:
         lines = sum(line > after_line for _, line in self._live_lines())
         return ids, lines
 
+    def superseded(self) -> int:
+        """How many entries of the dead-letter file a later outcome supersedes (counted
+        from the tables, holding nothing)."""
+        live = sum(1 for _ in self._live_ids()) + sum(1 for _ in self._live_lines())
+        return self.dead_records - len(self._odd) - live
+
     def kept(self) -> Iterator[int]:
         """Where each line of the dead-letter file to keep starts, in file order: the entries
         in force (:meth:`in_force`, for all of them at once) and the lines that are not
-        entries. There are :attr:`dead_records` when none is superseded."""
+        entries."""
         ids = (info & _OFFSET for info in self._live_ids())
         lines = (info & _OFFSET for info, _ in self._live_lines())
         return sorted_ints(chain(ids, lines, self._odd))
