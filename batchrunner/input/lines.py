@@ -429,11 +429,9 @@ def _given_ids(raws: list[bytes]) -> tuple[list[Any], list[str]] | None:
     per line); else ``None``, and the block is read line by line."""
     try:
         objs = list(map(orjson.loads, raws))
-    except orjson.JSONDecodeError:  # a bad or blank line somewhere
+        ids: list[Any] = list(map(dict.get, objs, repeat("custom_id")))
+    except (orjson.JSONDecodeError, TypeError):  # a bad or blank line, or not an object
         return None
-    if set(map(type, objs)) != {dict}:
-        return None
-    ids: list[Any] = list(map(dict.get, objs, repeat("custom_id")))
     if set(map(type, ids)) != {str} or not all(ids):
         return None
     return objs, ids
