@@ -18,9 +18,13 @@ to send; a resumed run (``engine.admission``), ``status`` and ``dlq`` all ask it
 
 Memory holds neither the results nor the ids themselves: per id a 128-bit hash and, when
 asked for, its request fingerprint, in flat tables (:mod:`batchrunner.ledger.table`), about
-23 bytes a done id (31 with fingerprints); per input line named by a result, one bit. A
-dead-letter entry is remembered by where it starts in the file, so ``dlq`` can read the
-ones in force again instead of holding them.
+23 bytes a done id (31 with fingerprints), and a byte for its claim while the input is read;
+per input line named by a result, one byte. A dead-letter entry is remembered by where it
+starts in the file, so ``dlq`` can read the ones in force again instead of holding them,
+and the end-of-run rewrite knows which to keep without reading any twice.
+
+Both files and the input are read a block of lines at a time, each block's ids hashed and
+looked up by one call (:meth:`claim`): ten million lines are mostly those calls' loops.
 """
 
 from __future__ import annotations
