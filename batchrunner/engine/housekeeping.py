@@ -13,7 +13,7 @@ from batchrunner.engine.events import Events
 from batchrunner.engine.stats import RunStats
 from batchrunner.engine.workers import ItemSender
 from batchrunner.errors import OutputWriteError
-from batchrunner.ledger.state import Ledger
+from batchrunner.ledger.opened import Ledger
 from batchrunner.limits.gates import Gates
 
 __all__ = ["sync_files", "tick"]

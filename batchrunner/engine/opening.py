@@ -20,8 +20,8 @@ from batchrunner.ledger.manifest import (
     previous_input_size,
     write_manifest,
 )
+from batchrunner.ledger.opened import Ledger
 from batchrunner.ledger.rewrite import drop_superseded
-from batchrunner.ledger.state import Ledger
 from batchrunner.limits.tokens import load_exact_tokenizer
 
 __all__ = ["Opened", "open_run"]

@@ -38,7 +38,7 @@ from typing import Literal
 
 from batchrunner.errors import LedgerError
 from batchrunner.input.lines import DUPLICATE, NEW, BadLine, Done
-from batchrunner.ledger.appendfile import AppendFile, repair_torn_tail
+from batchrunner.ledger.appendfile import repair_torn_tail
 from batchrunner.ledger.records import (
     KIND_INPUT,
     DeadFields,
@@ -54,12 +54,13 @@ from batchrunner.ledger.table import (
     estimate_lines,
     key,
     keys,
+    positions,
     sorted_ints,
 )
 from batchrunner.runfiles import torn_path
 from batchrunner.vocabulary import failure_key
 
-__all__ = ["DeadEntry", "Decision", "Ledger", "LedgerState", "scan", "scan_readonly"]
+__all__ = ["DeadEntry", "Decision", "LedgerState", "scan", "scan_readonly"]
 
 # An entry's info word: where it starts in the dead-letter file (40 bits: files up to 1 TiB),
 # its (status, type) as an index into a list of the kinds seen (23 bits), and a flag: for an
@@ -157,10 +158,10 @@ class LedgerState:
             found = self._results.find_all(his, los, mark=True)
         # A result's handle for every slot found, by map: the few others are set one by one
         claims = list(map(add, map(lshift, found, repeat(1)), repeat(_RESULT + 1)))
-        for i in _where(found, TAKEN):
+        for i in positions(found, TAKEN):
             claims[i] = DUPLICATE
         dead = len(self._dead)
-        for i in _where(found, MISSING):  # no result: dead, or new
+        for i in positions(found, MISSING):  # no result: dead, or new
             claims[i] = self._claim_dead(his[i], los[i]) if dead else NEW
         return claims
 
@@ -336,17 +337,6 @@ class LedgerState:
             self._result_lines.add_all(got.lines)
 
 
-def _where(values: list[int], value: int) -> Iterator[int]:
-    """The indices of ``value`` in ``values``, found by ``list.index`` (a search in C)."""
-    i = -1
-    try:
-        while True:
-            i = values.index(value, i + 1)
-            yield i
-    except ValueError:
-        return
-
-
 def _line_key(line: int) -> tuple[int, int]:
     return key(b"%d" % line)
 
@@ -401,33 +391,3 @@ def scan_readonly(
     if results_path is not None:
         state._add_results(results_path)
     return state
-
-
-class Ledger:
-    """The open results and dead-letter files of one run, plus what they already hold."""
-
-    __slots__ = ("dead", "results", "state")
-
-    def __init__(self, results_path: Path, dead_path: Path, with_fp: bool = True) -> None:
-        self.state = scan(results_path, dead_path, with_fp)
-        self.results = AppendFile(results_path)
-        try:
-            self.dead = AppendFile(dead_path)
-        except BaseException:
-            self.results.close()
-            raise
-
-    @property
-    def unchanged(self) -> bool:
-        """Whether neither file was written since the scan: :attr:`state` still tells them."""
-        return not self.results.grew and not self.dead.grew
-
-    def sync(self) -> None:
-        self.results.sync()
-        self.dead.sync()
-
-    def close(self) -> None:
-        try:
-            self.results.close()
-        finally:
-            self.dead.close()

@@ -38,6 +38,7 @@ __all__ = [
     "estimate_lines",
     "key",
     "keys",
+    "positions",
     "sorted_ints",
 ]
 
@@ -265,3 +266,14 @@ def sorted_ints(values: Iterable[int]) -> Iterator[int]:
     runs.append(array("Q", chunk))
     del chunk
     yield from heapq.merge(*runs)
+
+
+def positions(values: list[int], value: int) -> Iterator[int]:
+    """The indices of ``value`` in ``values``, found by ``list.index`` (a search in C)."""
+    i = -1
+    try:
+        while True:
+            i = values.index(value, i + 1)
+            yield i
+    except ValueError:
+        return
