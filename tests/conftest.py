@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,21 @@ PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy
 
 #: Whether the test being set up or run carries the ``e2e`` marker.
 _current_is_e2e = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep compiled bytecode, in a cache outside the source tree, where the machine says not
+    to write it (``PYTHONDONTWRITEBYTECODE``): the e2e tier starts some 500 CLI and mock-server
+    interpreters, and each one compiled the package's ~100 modules from source again (about a
+    third of its start-up), as this process did for every test module. The cache under the
+    system's temporary folder keeps what the setting protects: nothing written beside the
+    sources. A ``PYTHONPYCACHEPREFIX`` the machine names is used as it is."""
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        return  # bytecode is cached as usual
+    default = Path(tempfile.gettempdir()) / "batchrunner-tests-pycache"
+    cache = os.environ.setdefault("PYTHONPYCACHEPREFIX", str(default))
+    del os.environ["PYTHONDONTWRITEBYTECODE"]  # for every process a test starts
+    sys.pycache_prefix, sys.dont_write_bytecode = cache, False  # for the imports still to come
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
