@@ -9,6 +9,7 @@ stays fast as tests are added.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -165,3 +166,30 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     return path
+
+
+REPO = Path(__file__).resolve().parents[1]
+#: Not part of the source tree: the build must not see (or be slowed by) them.
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
+)
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built once from a copy of the repository, offline: the tests of what it
+    ships only read it, so one build of ~1.5 s serves them all."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    src, dist = tmp / "src", tmp / "dist"
+    shutil.copytree(REPO, src, ignore=NOT_SOURCE)  # the build writes build/ and egg-info
+    offline = ("--no-deps", "--no-build-isolation", "--no-index", "--quiet")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", *offline, "--wheel-dir", str(dist), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = dist.glob("batchrunner-*.whl")
+    return wheel
