@@ -9,8 +9,10 @@ stays fast as tests are added.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,21 @@ PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy
 
 #: Whether the test being set up or run carries the ``e2e`` marker.
 _current_is_e2e = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep compiled bytecode, in a cache outside the source tree, where the machine says not
+    to write it (``PYTHONDONTWRITEBYTECODE``): the e2e tier starts some 500 CLI and mock-server
+    interpreters, and each one compiled the package's ~100 modules from source again (about a
+    third of its start-up), as this process did for every test module. The cache under the
+    system's temporary folder keeps what the setting protects: nothing written beside the
+    sources. A ``PYTHONPYCACHEPREFIX`` the machine names is used as it is."""
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        return  # bytecode is cached as usual
+    default = Path(tempfile.gettempdir()) / "batchrunner-tests-pycache"
+    cache = os.environ.setdefault("PYTHONPYCACHEPREFIX", str(default))
+    del os.environ["PYTHONDONTWRITEBYTECODE"]  # for every process a test starts
+    sys.pycache_prefix, sys.dont_write_bytecode = cache, False  # for the imports still to come
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -149,3 +166,30 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     return path
+
+
+REPO = Path(__file__).resolve().parents[1]
+#: Not part of the source tree: the build must not see (or be slowed by) them.
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
+)
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built once from a copy of the repository, offline: the tests of what it
+    ships only read it, so one build of ~1.5 s serves them all."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    src, dist = tmp / "src", tmp / "dist"
+    shutil.copytree(REPO, src, ignore=NOT_SOURCE)  # the build writes build/ and egg-info
+    offline = ("--no-deps", "--no-build-isolation", "--no-index", "--quiet")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", *offline, "--wheel-dir", str(dist), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = dist.glob("batchrunner-*.whl")
+    return wheel

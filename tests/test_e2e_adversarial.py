@@ -4,12 +4,20 @@ stopped early still reports what the files hold."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 import pytest
-from conftest import MockProc, cli_env, read_jsonl, run_cli, write_jsonl
+from conftest import (
+    MockProc,
+    cli_env,
+    read_jsonl,
+    run_cli,
+    start_mock,
+    stop_mock,
+    write_jsonl,
+)
 
 from batchrunner.input.shard import shard_of
 
@@ -18,12 +26,14 @@ pytestmark = pytest.mark.e2e
 MODEL = "mistral-small-latest"
 
 
-@pytest.fixture
-def mock(mock_server: object) -> MockProc:
-    factory = mock_server
-    assert callable(factory)
-    started: MockProc = factory()
-    return started
+@pytest.fixture(scope="module")
+def mock() -> Iterator[MockProc]:
+    """One server for the module: each test counts only the requests it sends itself (a
+    difference of the server's totals), and none scripts a fault or sets a limit on it (a
+    test that needs a server set otherwise starts its own)."""
+    started = start_mock()
+    yield started
+    stop_mock(started)
 
 
 @pytest.mark.parametrize("target", ["input", "results", "dead", "manifest"])
