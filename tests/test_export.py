@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
-from conftest import read_jsonl, run_cli, start_mock, stop_mock, write_jsonl
+from conftest import MockProc, read_jsonl, run_cli, start_mock, stop_mock, write_jsonl
 
 from batchrunner.cli.main import cli
 from batchrunner.export import join
@@ -184,16 +185,14 @@ def _json_or_text(value: str | None) -> Any:
 
 
 @pytest.mark.e2e
-def test_one_shards_files_export_that_shards_lines_only(tmp_path: Path) -> None:
+def test_one_shards_files_export_that_shards_lines_only(
+    tmp_path: Path, mock_server: Callable[..., MockProc]
+) -> None:
     inp = write_jsonl(
         tmp_path / "in.jsonl", [{"custom_id": f"p{i}", "prompt": f"{i}"} for i in range(30)]
     )
-    mock = start_mock()
-    try:
-        res = run_cli("run", inp, "--server-url", mock.url, "--model", MODEL, "-q",
-                      "--shard", "1/3")  # fmt: skip
-    finally:
-        stop_mock(mock)
+    url = mock_server().url
+    res = run_cli("run", inp, "--server-url", url, "--model", MODEL, "-q", "--shard", "1/3")
     assert res.code == 0, res.stderr
     results = tmp_path / "in.shard-1-of-3.results.jsonl"
     mine = sorted(r["custom_id"] for r in read_jsonl(results))
