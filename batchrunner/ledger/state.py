@@ -297,7 +297,7 @@ class LedgerState:
             assert fields.line is not None
             off = self._lines.insert(*_line_key(fields.line))
             self._lines.put(off, info)
-            self._lines.put(off, fields.line, 1)
+            self._lines.put(off, max(fields.line, 0), 1)  # one below 1 names no line
             self._bad_lines.add_all([fields.line])
             return
         assert fields.custom_id is not None
