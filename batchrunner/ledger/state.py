@@ -44,8 +44,8 @@ from batchrunner.ledger.records import (
     DeadFields,
     dead_fields,
     read_records,
-    read_results,
 )
+from batchrunner.ledger.resultscan import read_results_aside
 from batchrunner.ledger.table import (
     MISSING,
     TAKEN,
@@ -322,7 +322,7 @@ class LedgerState:
         results, keep_fp = self._results, self._fp
         # Without the done ids kept, a dead entry's flag says whether a result supersedes it.
         dead = self._dead if results is None and len(self._dead) else None
-        for got in read_results(path, keep_fp):
+        for got in read_results_aside(path, keep_fp):
             self.warnings.extend(f"{path}:{n}: not a result line; ignored" for n in got.not_results)
             his, los = keys(got.ids)
             if results is not None:
