@@ -65,6 +65,18 @@ def test_random_429s_do_not_collapse_the_rate(body: str, seed: int) -> None:
     assert abs(figures(arrivals, since=SETTLED).share_429 - 0.2 * (body == "rate_limited")) < 0.05
 
 
+@pytest.mark.xfail(strict=True, reason="known: a bucket's saved burst, read late, cuts gently")
+def test_a_token_bucket_answered_late_is_found_as_cheaply() -> None:
+    """Known weakness, recorded: answers 0.15 s late from a token bucket holding a second's
+    burst. The first 429 comes after the burst was spent at --rps, so the answers before it
+    say the server accepts about --rps: the first cut is the gentle 3 %, the 429s since it
+    (59 % at 97/s against 40) stay under the urgent share (60 %), and the limit is found
+    only when that cut is judged, ~2 s later: about 190 429s for 320 items, where 20 ms
+    answers cost ~45. The end-to-end test meets the same when the machine is loaded."""
+    arrivals = run(320, Server(limit=LIMIT, algo="bucket", latency=0.15), RPS)
+    assert len(arrivals) < 1.25 * 320
+
+
 def test_a_few_random_429s_do_not_hold_the_rate_down() -> None:
     """The quickstart's 3 % random 429s under --rps 50. Before: held at 30 a second."""
     arrivals = run(1_500, Server(noise=0.03), 50.0)

