@@ -314,12 +314,13 @@ def _cuts(pieces: Iterator[Any]) -> list[bytes]:
 
 def _one_by_one(block: list[bytes], before: int) -> ResultLines:
     """The block's results, line by line: those :func:`result_line` wrote still without a
-    parse."""
+    parse (by :func:`_ours`'s one rule, a line at a time)."""
     got = ResultLines()
     for n, raw in enumerate(block, start=before + 1):
         if not raw.strip():
             continue
-        cid, line, fp = _our_line(raw) or _parse_result(raw)
+        ours = _ours([raw], with_fp=True)
+        cid, line, fp = (ours.ids[0], ours.lines[0], ours.fps[0]) if ours else _parse_result(raw)
         if cid is None:
             got.not_results.append(n)
         else:
@@ -327,25 +328,6 @@ def _one_by_one(block: list[bytes], before: int) -> ResultLines:
             got.lines.append(line)
             got.fps.append(fp)
     return got
-
-
-def _our_line(raw: bytes) -> tuple[bytes, int, bytes] | None:
-    """(custom_id, input line, fingerprint) of a line as :func:`result_line` wrote it; a
-    line shaped otherwise (its own endpoint named after the fingerprint, say) is parsed."""
-    end = raw.find(b'",', _ID_START)
-    start = raw.rfind(_META, end) + len(_META)
-    digits = raw[start : raw.find(b",", start)]
-    cid = raw[_ID_START:end]
-    if (
-        start > len(_META)
-        and digits.isdigit()
-        and raw.endswith(_FP_END)
-        and raw.startswith(_ID_PREFIX)
-        and raw[_FP_AT] == _FP_KEY
-        and b"\\" not in cid
-    ):
-        return cid, int(digits), raw[_FP]
-    return None
 
 
 def read_result(raw: bytes) -> tuple[str, int] | None:

@@ -88,7 +88,7 @@ def _main(path: str, with_fp: str) -> None:
             out.write(_LENGTH.pack(len(frame)) + frame)
         out.write(_LENGTH.pack(0))
         out.flush()
-    except (BrokenPipeError, OSError):  # the reader stopped, or the file went: no end frame
+    except OSError:  # the reader stopped (a broken pipe), or the file went: no end frame
         os._exit(1)
 
 
