@@ -105,6 +105,8 @@ class KeyTable:
         """Memory held by the slots."""
         return self._t.itemsize * len(self._t)
 
+    # One key at a time (a dead-letter entry as it is read, an in_force question): lists of
+    # one would cost each ~3 µs more than this probe; blocks of keys take the *_all loops.
     def find(self, hi: int, lo: int) -> int:
         """The offset of the slot of key (``hi``, ``lo``), or :data:`MISSING`."""
         off = self._slot(hi, lo)
